@@ -1,0 +1,148 @@
+//! How a receiver hands batches to the pipelines it feeds, and hears back whether they were taken.
+
+use std::sync::Arc;
+
+use tokio::sync::{mpsc, oneshot};
+
+use super::batch::TraceBatch;
+use super::error::{Refusal, RefusalReason};
+use crate::telemetry::metrics::ReceiverMetrics;
+
+/// The transport a batch arrived on, for metric labels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Transport {
+    Grpc,
+    Http,
+}
+
+impl Transport {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Transport::Grpc => "grpc",
+            Transport::Http => "http",
+        }
+    }
+}
+
+/// One batch on its way into a pipeline, with the channel its verdict goes back on.
+#[derive(Debug)]
+pub struct PipelineMsg {
+    pub batch: TraceBatch,
+    pub reply: oneshot::Sender<Result<(), Refusal>>,
+}
+
+/// The sending end of one pipeline's bounded input.
+#[derive(Debug, Clone)]
+pub struct PipelineInlet {
+    pub pipeline: Arc<str>,
+    tx: mpsc::Sender<PipelineMsg>,
+}
+
+impl PipelineInlet {
+    /// A pipeline input holding at most `capacity` batches; the pipeline reads the receiver.
+    pub fn channel(pipeline: &str, capacity: usize) -> (Self, mpsc::Receiver<PipelineMsg>) {
+        let (tx, rx) = mpsc::channel(capacity.max(1));
+        (
+            Self {
+                pipeline: Arc::from(pipeline),
+                tx,
+            },
+            rx,
+        )
+    }
+}
+
+/// What a receiver calls with every decoded batch. It fans the batch out to the receiver's
+/// pipelines (cloning for all but the last), waits for their verdicts and records the
+/// receiver's standard metrics. Cheap to clone.
+#[derive(Clone)]
+pub struct TraceConsumer {
+    inlets: Arc<[PipelineInlet]>,
+    metrics: Arc<ReceiverMetrics>,
+}
+
+impl TraceConsumer {
+    pub fn new(receiver_id: &str, inlets: Vec<PipelineInlet>) -> Self {
+        Self {
+            inlets: inlets.into(),
+            metrics: Arc::new(ReceiverMetrics::new(receiver_id)),
+        }
+    }
+
+    /// Offers a batch to every pipeline. `Ok` means every pipeline accepted it and will
+    /// deliver it; a refusal means the sender should retry later. A batch is only offered
+    /// when every pipeline has room, so a refusal never leaves a partial copy behind
+    /// because one pipeline was full.
+    pub async fn consume(&self, transport: Transport, batch: TraceBatch) -> Result<(), Refusal> {
+        let spans = batch.span_count() as u64;
+        let result = self.offer(batch).await;
+        match &result {
+            Ok(()) => self.metrics.accepted(transport, spans),
+            Err(refusal) => self
+                .metrics
+                .refused(transport, spans, refusal.reason.as_str()),
+        }
+        result
+    }
+
+    async fn offer(&self, batch: TraceBatch) -> Result<(), Refusal> {
+        let mut permits = Vec::with_capacity(self.inlets.len());
+        for inlet in self.inlets.iter() {
+            match inlet.tx.try_reserve() {
+                Ok(permit) => permits.push(permit),
+                Err(mpsc::error::TrySendError::Full(())) => {
+                    return Err(Refusal::new(
+                        RefusalReason::PipelineFull,
+                        format!("pipeline {} is full, retry later", inlet.pipeline),
+                    ));
+                }
+                Err(mpsc::error::TrySendError::Closed(())) => {
+                    return Err(Refusal::new(
+                        RefusalReason::ShuttingDown,
+                        "spanline is shutting down",
+                    ));
+                }
+            }
+        }
+        let mut replies = Vec::with_capacity(permits.len());
+        let mut batch = Some(batch);
+        let last = permits.len().saturating_sub(1);
+        for (i, permit) in permits.into_iter().enumerate() {
+            let copy = if i == last {
+                batch
+                    .take()
+                    .expect("the last pipeline should get the original batch")
+            } else {
+                batch
+                    .clone()
+                    .expect("the batch should still be held before the last pipeline")
+            };
+            let (reply, verdict) = oneshot::channel();
+            permit.send(PipelineMsg { batch: copy, reply });
+            replies.push(verdict);
+        }
+        let mut outcome = Ok(());
+        for verdict in replies {
+            let result = verdict.await.unwrap_or_else(|_| {
+                Err(Refusal::new(
+                    RefusalReason::ShuttingDown,
+                    "spanline is shutting down",
+                ))
+            });
+            if outcome.is_ok() {
+                outcome = result;
+            }
+        }
+        outcome
+    }
+
+    /// Counts a request refused before it could be decoded (malformed, too large, ...).
+    pub fn refused_request(&self, transport: Transport, reason: &'static str) {
+        self.metrics.refused_request(transport, reason);
+    }
+
+    /// Counts spans rejected from an otherwise accepted request (partial success).
+    pub fn rejected_spans(&self, transport: Transport, spans: u64, reason: &'static str) {
+        self.metrics.refused(transport, spans, reason);
+    }
+}

@@ -1,0 +1,241 @@
+//! The component API: the one module receivers, processors and exporters import.
+
+pub mod batch;
+pub mod consumer;
+pub mod error;
+pub mod validate;
+
+use std::fmt::Debug;
+
+use async_trait::async_trait;
+use serde::de::DeserializeOwned;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+pub use crate::config::units::{ByteSize, HumanDuration};
+pub use crate::telemetry::metrics as names;
+pub use batch::TraceBatch;
+pub use consumer::{PipelineInlet, PipelineMsg, TraceConsumer, Transport};
+pub use error::{ComponentError, ExportError, ProcessError, Refusal, RefusalReason};
+pub use opentelemetry_proto::tonic::collector::trace::v1::{
+    ExportTracePartialSuccess, ExportTraceServiceRequest, ExportTraceServiceResponse,
+};
+pub use opentelemetry_proto::tonic::common::v1::{
+    AnyValue, InstrumentationScope, KeyValue, any_value,
+};
+pub use opentelemetry_proto::tonic::resource::v1::Resource;
+pub use opentelemetry_proto::tonic::trace::v1::{
+    ResourceSpans, ScopeSpans, Span, Status, span, status,
+};
+pub use validate::{Problem, Problems, Severity};
+
+/// The three kinds of component.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Kind {
+    Receiver,
+    Processor,
+    Exporter,
+}
+
+impl Kind {
+    /// The top-level config section of this kind (`receivers`, ...).
+    pub fn section(self) -> &'static str {
+        match self {
+            Kind::Receiver => "receivers",
+            Kind::Processor => "processors",
+            Kind::Exporter => "exporters",
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Receiver => "receiver",
+            Kind::Processor => "processor",
+            Kind::Exporter => "exporter",
+        }
+    }
+}
+
+/// A component's typed configuration. `Default` is the one place its defaults live.
+pub trait ComponentConfig: DeserializeOwned + Default + Debug + Send + Sync + 'static {
+    /// Pure validation: no IO. Record every problem with a path relative to the component.
+    fn validate(&self, _problems: &mut Problems) {}
+}
+
+/// What every component is told when it is built.
+#[derive(Debug, Clone)]
+pub struct BuildContext {
+    /// The component id as written in the config, `type[/name]`.
+    pub id: String,
+    /// The pipeline a processor is built for (processors are built once per pipeline).
+    pub pipeline: Option<String>,
+}
+
+/// What a running receiver gets: where to send batches and when to stop.
+#[derive(Clone)]
+pub struct ReceiverContext {
+    pub id: String,
+    pub consumer: TraceConsumer,
+    pub shutdown: CancellationToken,
+}
+
+/// A source of spans (a network server, usually).
+#[async_trait]
+pub trait Receiver: Send {
+    /// Binds its listeners and starts serving; returns once it accepts connections, with a
+    /// handle that completes after `ctx.shutdown` is cancelled and serving has stopped.
+    async fn start(
+        self: Box<Self>,
+        ctx: ReceiverContext,
+    ) -> Result<tokio::task::JoinHandle<()>, ComponentError>;
+}
+
+/// Collects a processor's output batches; the pipeline reuses it between calls.
+#[derive(Debug, Default)]
+pub struct Emitter {
+    batches: Vec<TraceBatch>,
+}
+
+impl Emitter {
+    pub fn emit(&mut self, batch: TraceBatch) {
+        if !batch.resource_spans.is_empty() {
+            self.batches.push(batch);
+        }
+    }
+
+    pub fn drain(&mut self) -> std::vec::Drain<'_, TraceBatch> {
+        self.batches.drain(..)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.batches.is_empty()
+    }
+}
+
+/// Why a processor is asked to flush.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FlushReason {
+    /// The deadline from `next_flush` has passed.
+    Timer,
+    /// The pipeline is stopping: emit everything held.
+    Shutdown,
+}
+
+/// A step of a pipeline; runs inline in the pipeline's task, one batch at a time.
+#[async_trait]
+pub trait Processor: Send {
+    async fn start(&mut self) -> Result<(), ComponentError> {
+        Ok(())
+    }
+
+    /// Takes a batch and emits zero or more batches. Spans it discards must be reported
+    /// through `dropped` so that every span ends in a counted outcome.
+    async fn process(
+        &mut self,
+        batch: TraceBatch,
+        out: &mut Emitter,
+        dropped: &mut Dropped,
+    ) -> Result<(), ProcessError>;
+
+    /// When the processor next wants `flush` called, if it holds data.
+    fn next_flush(&self) -> Option<Instant> {
+        None
+    }
+
+    /// Emits held data that is due (or all of it, on shutdown).
+    async fn flush(&mut self, _reason: FlushReason, _out: &mut Emitter, _dropped: &mut Dropped) {}
+
+    async fn shutdown(&mut self) {}
+}
+
+/// Spans a processor discarded, by reason; the host records them as metrics.
+#[derive(Debug, Default)]
+pub struct Dropped {
+    counts: Vec<(&'static str, u64)>,
+}
+
+impl Dropped {
+    pub fn add(&mut self, reason: &'static str, spans: u64) {
+        if spans == 0 {
+            return;
+        }
+        match self.counts.iter_mut().find(|(r, _)| *r == reason) {
+            Some((_, n)) => *n += spans,
+            None => self.counts.push((reason, spans)),
+        }
+    }
+
+    pub fn drain(&mut self) -> std::vec::Drain<'_, (&'static str, u64)> {
+        self.counts.drain(..)
+    }
+
+    pub fn total(&self) -> u64 {
+        self.counts.iter().map(|(_, n)| n).sum()
+    }
+}
+
+/// Whether a component is working.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Health {
+    Healthy,
+    Unhealthy(String),
+}
+
+/// A destination for spans. The host calls it from one task at a time and owns its queue,
+/// retries and timeout; `export` takes the batch by reference so a retry resends it as is.
+#[async_trait]
+pub trait Exporter: Send {
+    async fn start(&mut self) -> Result<(), ComponentError> {
+        Ok(())
+    }
+
+    async fn export(&mut self, batch: &TraceBatch) -> Result<(), ExportError>;
+
+    /// Pushes out anything the exporter buffers itself.
+    async fn flush(&mut self) -> Result<(), ExportError> {
+        Ok(())
+    }
+
+    async fn shutdown(&mut self) {}
+
+    async fn healthcheck(&self) -> Health {
+        Health::Healthy
+    }
+}
+
+/// A typed receiver factory: the author's side; the registry erases the types.
+pub trait ReceiverFactory: Send + Sync + 'static {
+    type Config: ComponentConfig;
+    const TYPE: &'static str;
+    /// A realistic config for this component, as it would sit under `receivers:`.
+    const EXAMPLE_YAML: &'static str;
+    fn build(
+        &self,
+        config: Self::Config,
+        ctx: &BuildContext,
+    ) -> Result<Box<dyn Receiver>, ComponentError>;
+}
+
+/// A typed processor factory.
+pub trait ProcessorFactory: Send + Sync + 'static {
+    type Config: ComponentConfig;
+    const TYPE: &'static str;
+    const EXAMPLE_YAML: &'static str;
+    fn build(
+        &self,
+        config: Self::Config,
+        ctx: &BuildContext,
+    ) -> Result<Box<dyn Processor>, ComponentError>;
+}
+
+/// A typed exporter factory.
+pub trait ExporterFactory: Send + Sync + 'static {
+    type Config: ComponentConfig;
+    const TYPE: &'static str;
+    const EXAMPLE_YAML: &'static str;
+    fn build(
+        &self,
+        config: Self::Config,
+        ctx: &BuildContext,
+    ) -> Result<Box<dyn Exporter>, ComponentError>;
+}

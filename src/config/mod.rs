@@ -1,0 +1,3 @@
+//! Loading, resolving and validating the YAML configuration.
+
+pub mod units;

@@ -1,0 +1,1 @@
+//! Pipelines turned into nodes and edges, with start and stop order.

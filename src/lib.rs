@@ -1,0 +1,21 @@
+//! spanline: an OpenTelemetry trace pipeline agent — receivers, processors and exporters
+//! wired by YAML, with Prometheus self-metrics.
+
+pub mod component;
+pub mod config;
+pub mod graph;
+pub mod registry;
+pub mod runtime;
+pub mod telemetry;
+
+#[path = "../receivers/mod.rs"]
+pub mod receivers;
+
+#[path = "../processors/mod.rs"]
+pub mod processors;
+
+#[path = "../exporters/mod.rs"]
+pub mod exporters;
+
+/// The version reported by `spanline --version` and `spanline_build_info`.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -1,0 +1,1 @@
+//! The one explicit list of built-in components.

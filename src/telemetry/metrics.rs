@@ -1,0 +1,227 @@
+//! Every self-metric name spanline exports, with its description and the host's recorders.
+
+use metrics::{
+    Counter, Unit, counter, describe_counter, describe_gauge, describe_histogram, gauge,
+};
+
+use crate::component::Transport;
+
+pub const RECEIVER_ACCEPTED_SPANS: &str = "spanline_receiver_accepted_spans_total";
+pub const RECEIVER_REFUSED_SPANS: &str = "spanline_receiver_refused_spans_total";
+pub const RECEIVER_REFUSED_REQUESTS: &str = "spanline_receiver_refused_requests_total";
+pub const PROCESSOR_INCOMING_SPANS: &str = "spanline_processor_incoming_spans_total";
+pub const PROCESSOR_OUTGOING_SPANS: &str = "spanline_processor_outgoing_spans_total";
+pub const PROCESSOR_DROPPED_SPANS: &str = "spanline_processor_dropped_spans_total";
+pub const BATCH_SENDS: &str = "spanline_processor_batch_sends_total";
+pub const BATCH_SEND_SIZE: &str = "spanline_processor_batch_send_size_spans";
+pub const MEMORY_LIMITER_RSS: &str = "spanline_memory_limiter_rss_bytes";
+pub const MEMORY_LIMITER_REFUSING: &str = "spanline_memory_limiter_refusing";
+pub const EXPORTER_SENT_SPANS: &str = "spanline_exporter_sent_spans_total";
+pub const EXPORTER_SEND_FAILED_SPANS: &str = "spanline_exporter_send_failed_spans_total";
+pub const EXPORTER_RETRIES: &str = "spanline_exporter_retries_total";
+pub const EXPORTER_QUEUE_SIZE: &str = "spanline_exporter_queue_size";
+pub const EXPORTER_QUEUE_BYTES: &str = "spanline_exporter_queue_bytes";
+pub const EXPORTER_QUEUE_CAPACITY: &str = "spanline_exporter_queue_capacity";
+pub const EXPORTER_QUEUE_CAPACITY_BYTES: &str = "spanline_exporter_queue_capacity_bytes";
+pub const EXPORTER_SEND_LATENCY: &str = "spanline_exporter_send_latency_seconds";
+pub const DEBUG_EXPORTER_SUPPRESSED_LOGS: &str = "spanline_debug_exporter_suppressed_logs_total";
+pub const BUILD_INFO: &str = "spanline_build_info";
+/// metrics-process publishes `process_*` metrics under this prefix.
+pub const PROCESS_PREFIX: &str = "spanline_";
+
+/// Registers the help text of every metric; called once when the recorder is installed.
+pub fn describe_all() {
+    describe_counter!(
+        RECEIVER_ACCEPTED_SPANS,
+        Unit::Count,
+        "Spans accepted by a receiver and handed to its pipelines."
+    );
+    describe_counter!(
+        RECEIVER_REFUSED_SPANS,
+        Unit::Count,
+        "Spans refused back to the sender (backpressure, limits, rejected spans), by reason."
+    );
+    describe_counter!(
+        RECEIVER_REFUSED_REQUESTS,
+        Unit::Count,
+        "Requests refused before their spans could be decoded (malformed, too large, wrong content type), by reason."
+    );
+    describe_counter!(
+        PROCESSOR_INCOMING_SPANS,
+        Unit::Count,
+        "Spans that entered a processor."
+    );
+    describe_counter!(
+        PROCESSOR_OUTGOING_SPANS,
+        Unit::Count,
+        "Spans a processor passed on."
+    );
+    describe_counter!(
+        PROCESSOR_DROPPED_SPANS,
+        Unit::Count,
+        "Spans a processor discarded, by reason."
+    );
+    describe_counter!(
+        BATCH_SENDS,
+        Unit::Count,
+        "Batches sent by the batch processor, by trigger (size, timeout, shutdown)."
+    );
+    describe_histogram!(
+        BATCH_SEND_SIZE,
+        Unit::Count,
+        "Spans per batch sent by the batch processor."
+    );
+    describe_gauge!(
+        MEMORY_LIMITER_RSS,
+        Unit::Bytes,
+        "Process resident memory as last measured by the memory limiter."
+    );
+    describe_gauge!(
+        MEMORY_LIMITER_REFUSING,
+        Unit::Count,
+        "1 while the memory limiter refuses new data."
+    );
+    describe_counter!(
+        EXPORTER_SENT_SPANS,
+        Unit::Count,
+        "Spans an exporter delivered."
+    );
+    describe_counter!(
+        EXPORTER_SEND_FAILED_SPANS,
+        Unit::Count,
+        "Spans an exporter gave up on, by reason (permanent, retries_exhausted, shutdown)."
+    );
+    describe_counter!(
+        EXPORTER_RETRIES,
+        Unit::Count,
+        "Export attempts retried after a retryable error."
+    );
+    describe_gauge!(
+        EXPORTER_QUEUE_SIZE,
+        Unit::Count,
+        "Batches waiting in an exporter's sending queue."
+    );
+    describe_gauge!(
+        EXPORTER_QUEUE_BYTES,
+        Unit::Bytes,
+        "Bytes waiting in an exporter's sending queue."
+    );
+    describe_gauge!(
+        EXPORTER_QUEUE_CAPACITY,
+        Unit::Count,
+        "Capacity of an exporter's sending queue, in batches."
+    );
+    describe_gauge!(
+        EXPORTER_QUEUE_CAPACITY_BYTES,
+        Unit::Bytes,
+        "Capacity of an exporter's sending queue, in bytes."
+    );
+    describe_histogram!(
+        EXPORTER_SEND_LATENCY,
+        Unit::Seconds,
+        "Time one export attempt took."
+    );
+    describe_counter!(
+        DEBUG_EXPORTER_SUPPRESSED_LOGS,
+        Unit::Count,
+        "Debug exporter log lines suppressed by its rate limit."
+    );
+    describe_gauge!(
+        BUILD_INFO,
+        Unit::Count,
+        "Always 1; the version label says which spanline runs."
+    );
+}
+
+/// A receiver's standard counters, resolved once so the hot path only increments.
+pub struct ReceiverMetrics {
+    receiver: String,
+    accepted_grpc: Counter,
+    accepted_http: Counter,
+}
+
+impl ReceiverMetrics {
+    pub fn new(receiver: &str) -> Self {
+        let accepted = |t: Transport| counter!(RECEIVER_ACCEPTED_SPANS, "receiver" => receiver.to_string(), "transport" => t.as_str());
+        Self {
+            receiver: receiver.to_string(),
+            accepted_grpc: accepted(Transport::Grpc),
+            accepted_http: accepted(Transport::Http),
+        }
+    }
+
+    pub fn accepted(&self, transport: Transport, spans: u64) {
+        match transport {
+            Transport::Grpc => self.accepted_grpc.increment(spans),
+            Transport::Http => self.accepted_http.increment(spans),
+        }
+    }
+
+    pub fn refused(&self, transport: Transport, spans: u64, reason: &'static str) {
+        counter!(RECEIVER_REFUSED_SPANS, "receiver" => self.receiver.clone(), "transport" => transport.as_str(), "reason" => reason)
+            .increment(spans);
+    }
+
+    pub fn refused_request(&self, transport: Transport, reason: &'static str) {
+        counter!(RECEIVER_REFUSED_REQUESTS, "receiver" => self.receiver.clone(), "transport" => transport.as_str(), "reason" => reason)
+            .increment(1);
+    }
+}
+
+/// A processor's standard counters within one pipeline.
+pub struct ProcessorMetrics {
+    processor: String,
+    pipeline: String,
+    pub incoming: Counter,
+    pub outgoing: Counter,
+}
+
+impl ProcessorMetrics {
+    pub fn new(processor: &str, pipeline: &str) -> Self {
+        let labels = [
+            ("processor", processor.to_string()),
+            ("pipeline", pipeline.to_string()),
+        ];
+        Self {
+            processor: processor.to_string(),
+            pipeline: pipeline.to_string(),
+            incoming: counter!(PROCESSOR_INCOMING_SPANS, &labels),
+            outgoing: counter!(PROCESSOR_OUTGOING_SPANS, &labels),
+        }
+    }
+
+    pub fn dropped(&self, reason: &'static str, spans: u64) {
+        counter!(PROCESSOR_DROPPED_SPANS, "processor" => self.processor.clone(), "pipeline" => self.pipeline.clone(), "reason" => reason)
+            .increment(spans);
+    }
+}
+
+/// An exporter's standard metrics.
+pub struct ExporterMetrics {
+    exporter: String,
+    pub sent: Counter,
+    pub retries: Counter,
+    pub queue_size: metrics::Gauge,
+    pub queue_bytes: metrics::Gauge,
+    pub latency: metrics::Histogram,
+}
+
+impl ExporterMetrics {
+    pub fn new(exporter: &str, capacity: usize, capacity_bytes: usize) -> Self {
+        let label = [("exporter", exporter.to_string())];
+        gauge!(EXPORTER_QUEUE_CAPACITY, &label).set(capacity as f64);
+        gauge!(EXPORTER_QUEUE_CAPACITY_BYTES, &label).set(capacity_bytes as f64);
+        Self {
+            exporter: exporter.to_string(),
+            sent: counter!(EXPORTER_SENT_SPANS, &label),
+            retries: counter!(EXPORTER_RETRIES, &label),
+            queue_size: gauge!(EXPORTER_QUEUE_SIZE, &label),
+            queue_bytes: gauge!(EXPORTER_QUEUE_BYTES, &label),
+            latency: metrics::histogram!(EXPORTER_SEND_LATENCY, &label),
+        }
+    }
+
+    pub fn failed(&self, reason: &'static str, spans: u64) {
+        counter!(EXPORTER_SEND_FAILED_SPANS, "exporter" => self.exporter.clone(), "reason" => reason).increment(spans);
+    }
+}

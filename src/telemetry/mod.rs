@@ -1,0 +1,3 @@
+//! Self-telemetry: metric names and the admin server (`/metrics`, `/healthz`, `/readyz`).
+
+pub mod metrics;
