@@ -74,6 +74,10 @@ pub enum ExportError {
     /// Will never succeed (the peer rejected the data); the batch is dropped and counted.
     #[error("permanent: {message}")]
     Permanent { message: String },
+    /// The peer took the batch but rejected `rejected` of its spans (OTLP partial success);
+    /// those are counted as failed, the rest as sent, and nothing is retried.
+    #[error("peer rejected {rejected} spans: {message}")]
+    PartiallyRejected { rejected: u64, message: String },
 }
 
 impl ExportError {
