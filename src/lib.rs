@@ -1,9 +1,12 @@
 //! spanline: an OpenTelemetry trace pipeline agent — receivers, processors and exporters
 //! wired by YAML, with Prometheus self-metrics.
 
+pub mod cli;
 pub mod component;
 pub mod config;
+pub mod factory;
 pub mod graph;
+pub mod host;
 pub mod registry;
 pub mod runtime;
 pub mod telemetry;
