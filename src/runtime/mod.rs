@@ -264,3 +264,6 @@ async fn build_processor(
         metrics: ProcessorMetrics::new(id, pipeline),
     })
 }
+
+#[cfg(test)]
+mod tests;
