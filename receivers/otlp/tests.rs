@@ -1139,6 +1139,34 @@ fn http_over_the_size_limit_is_413_compressed_or_not() {
     });
 }
 
+/// A chunked body announces no length: the limit applies while it is read.
+#[test]
+fn http_chunked_body_over_the_limit_is_413() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    run(|metrics| async move {
+        let rx = start().await;
+        let mut stream = tokio::net::TcpStream::connect(rx.http).await.unwrap();
+        let head = "POST /v1/traces HTTP/1.1\r\nhost: test\r\ncontent-type: application/x-protobuf\r\ntransfer-encoding: chunked\r\n\r\n";
+        stream.write_all(head.as_bytes()).await.unwrap();
+        let chunk = vec![b'x'; 1 << 20];
+        for _ in 0..5 {
+            let mut framed = format!("{:x}\r\n", chunk.len()).into_bytes();
+            framed.extend_from_slice(&chunk);
+            framed.extend_from_slice(b"\r\n");
+            // The server may answer and stop reading before the last chunk.
+            if stream.write_all(&framed).await.is_err() {
+                break;
+            }
+        }
+        let _ = stream.write_all(b"0\r\n\r\n").await;
+        let mut response = vec![0u8; 12];
+        stream.read_exact(&mut response).await.unwrap();
+        assert_eq!(&response, b"HTTP/1.1 413");
+        assert_eq!(refused_requests(&metrics, "http", "too_large"), 1);
+        rx.stop().await;
+    });
+}
+
 #[test]
 fn http_refusals_are_429_or_503_with_retry_after() {
     run(|metrics| async move {
