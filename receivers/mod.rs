@@ -1,1 +1,3 @@
 //! Built-in receivers.
+
+pub mod otlp;

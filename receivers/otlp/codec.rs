@@ -1,0 +1,193 @@
+//! Request bytes to spans, shared by both transports: capped gzip inflation, protobuf and
+//! JSON decoding, span id checks (partial success) and the hand-off to the pipelines.
+
+use std::io::Read;
+
+use bytes::Bytes;
+use flate2::read::MultiGzDecoder;
+use prost::Message;
+
+use crate::component::{
+    ExportTracePartialSuccess, ExportTraceServiceRequest, ExportTraceServiceResponse, Refusal,
+    Span, TraceBatch, TraceConsumer, Transport,
+};
+
+/// Why a request body could not be turned into spans.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum DecodeError {
+    #[error("request is larger than the limit of {limit} bytes")]
+    TooLarge { limit: usize },
+    #[error("invalid gzip body: {0}")]
+    Gzip(#[source] std::io::Error),
+    #[error("invalid protobuf: {0}")]
+    Protobuf(#[from] prost::DecodeError),
+    #[error("invalid JSON: {0}")]
+    Json(#[from] serde_json::Error),
+}
+
+impl DecodeError {
+    /// The `reason` label this error is counted under.
+    pub(crate) fn reason(&self) -> &'static str {
+        match self {
+            DecodeError::TooLarge { .. } => "too_large",
+            _ => "malformed",
+        }
+    }
+}
+
+/// Inflates a gzip body (one or more members), producing at most `limit` bytes.
+pub(crate) fn gunzip_capped(body: &[u8], limit: usize) -> Result<Bytes, DecodeError> {
+    // Typical OTLP payloads compress 5-10x; start there and let the buffer grow if needed.
+    let capacity = body.len().saturating_mul(8).min(limit);
+    read_capped(MultiGzDecoder::new(body), limit, capacity)
+}
+
+/// Reads a decompressing reader to the end, but stops after `limit + 1` bytes of output, so
+/// a gzip bomb costs no more than a legitimate request of the largest allowed size.
+pub(crate) fn read_capped(
+    reader: impl Read,
+    limit: usize,
+    capacity: usize,
+) -> Result<Bytes, DecodeError> {
+    let mut out = Vec::with_capacity(capacity);
+    let cap = (limit as u64).saturating_add(1);
+    reader
+        .take(cap)
+        .read_to_end(&mut out)
+        .map_err(DecodeError::Gzip)?;
+    if out.len() > limit {
+        return Err(DecodeError::TooLarge { limit });
+    }
+    Ok(Bytes::from(out))
+}
+
+/// Decodes a protobuf `ExportTraceServiceRequest` straight from the received bytes.
+pub(crate) fn decode_protobuf(body: Bytes) -> Result<ExportTraceServiceRequest, DecodeError> {
+    Ok(ExportTraceServiceRequest::decode(body)?)
+}
+
+/// Decodes an OTLP/JSON request (hex ids, camelCase keys, enums as integers).
+pub(crate) fn decode_json(body: &[u8]) -> Result<ExportTraceServiceRequest, DecodeError> {
+    Ok(serde_json::from_slice(body)?)
+}
+
+/// Why a span cannot be accepted, if it cannot.
+fn span_problem(span: &Span) -> Option<&'static str> {
+    if span.trace_id.len() != 16 || all_zero(&span.trace_id) {
+        return Some("trace_id must be 16 bytes and not all zero");
+    }
+    if span.span_id.len() != 8 || all_zero(&span.span_id) {
+        return Some("span_id must be 8 bytes and not all zero");
+    }
+    None
+}
+
+fn all_zero(bytes: &[u8]) -> bool {
+    bytes.iter().all(|b| *b == 0)
+}
+
+/// Hands a decoded request to the pipelines. Spans with invalid ids are rejected and
+/// reported as a partial success; the rest go on. `wire_size` is the protobuf size when
+/// known (for JSON it is measured here).
+pub(crate) async fn deliver(
+    consumer: &TraceConsumer,
+    transport: Transport,
+    request: ExportTraceServiceRequest,
+    wire_size: Option<usize>,
+) -> Result<ExportTraceServiceResponse, Refusal> {
+    let mut batch = match wire_size {
+        Some(size) => TraceBatch::new(request.resource_spans, size),
+        None => TraceBatch::measured(request.resource_spans),
+    };
+    let mut first_problem: Option<(&'static str, String)> = None;
+    let rejected = batch.retain_spans(|_, span| match span_problem(span) {
+        None => true,
+        Some(problem) => {
+            if first_problem.is_none() {
+                first_problem = Some((problem, span.name.clone()));
+            }
+            false
+        }
+    });
+    if !batch.is_empty() {
+        consumer.consume(transport, batch).await?;
+    }
+    let Some((problem, name)) = first_problem else {
+        return Ok(ExportTraceServiceResponse::default());
+    };
+    // Counted only once the rest is taken: a refused request is retried whole, and its
+    // invalid spans would otherwise be counted again on every attempt.
+    consumer.rejected_spans(transport, rejected as u64, "invalid_span");
+    Ok(ExportTraceServiceResponse {
+        partial_success: Some(ExportTracePartialSuccess {
+            rejected_spans: rejected as i64,
+            error_message: format!(
+                "rejected {rejected} span(s) with invalid ids: {problem} (first rejected span: {name:?})"
+            ),
+        }),
+    })
+}
+
+/// `google.rpc.Status`, the error body of OTLP/HTTP and the details of a gRPC status.
+#[derive(Clone, PartialEq, prost::Message)]
+pub(crate) struct RpcStatus {
+    #[prost(int32, tag = "1")]
+    pub code: i32,
+    #[prost(string, tag = "2")]
+    pub message: String,
+    #[prost(message, repeated, tag = "3")]
+    pub details: Vec<ProtoAny>,
+}
+
+/// `google.protobuf.Any`.
+#[derive(Clone, PartialEq, prost::Message)]
+pub(crate) struct ProtoAny {
+    #[prost(string, tag = "1")]
+    pub type_url: String,
+    #[prost(bytes = "vec", tag = "2")]
+    pub value: Vec<u8>,
+}
+
+/// `google.rpc.RetryInfo`: how long a refused sender should wait (the Collector's exporters honour it).
+#[derive(Clone, PartialEq, prost::Message)]
+pub(crate) struct RetryInfo {
+    #[prost(message, optional, tag = "1")]
+    pub retry_delay: Option<ProtoDuration>,
+}
+
+/// `google.protobuf.Duration`.
+#[derive(Clone, PartialEq, prost::Message)]
+pub(crate) struct ProtoDuration {
+    #[prost(int64, tag = "1")]
+    pub seconds: i64,
+    #[prost(int32, tag = "2")]
+    pub nanos: i32,
+}
+
+pub(crate) const RETRY_INFO_TYPE_URL: &str = "type.googleapis.com/google.rpc.RetryInfo";
+
+/// The `google.rpc.Status` of a refusal, carrying a `RetryInfo` with the refusal's delay.
+pub(crate) fn refusal_status(code: i32, refusal: &Refusal) -> RpcStatus {
+    let delay = refusal.retry_after;
+    let retry = RetryInfo {
+        retry_delay: Some(ProtoDuration {
+            seconds: i64::try_from(delay.as_secs()).unwrap_or(i64::MAX),
+            nanos: delay.subsec_nanos() as i32,
+        }),
+    };
+    RpcStatus {
+        code,
+        message: refusal.message.clone(),
+        details: vec![ProtoAny {
+            type_url: RETRY_INFO_TYPE_URL.to_string(),
+            value: retry.encode_to_vec(),
+        }],
+    }
+}
+
+/// Whole seconds for a `Retry-After` header: rounded up, at least 1.
+pub(crate) fn retry_after_secs(refusal: &Refusal) -> u64 {
+    let delay = refusal.retry_after;
+    let secs = delay.as_secs() + u64::from(delay.subsec_nanos() > 0);
+    secs.max(1)
+}

@@ -1,0 +1,116 @@
+//! The `otlp` receiver's configuration, in the OpenTelemetry Collector's shape.
+
+use serde::{Deserialize, Deserializer};
+
+use crate::component::{ByteSize, ComponentConfig, Problems};
+
+/// The whole `otlp:` section.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct OtlpReceiverConfig {
+    /// The protocols to serve; at least one must be present.
+    pub protocols: Protocols,
+}
+
+/// Which protocols are served. A key present with no value (`grpc:`) enables the protocol
+/// with its defaults, as in the Collector; an absent key leaves it off.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Protocols {
+    /// OTLP over gRPC (`opentelemetry.proto.collector.trace.v1.TraceService/Export`).
+    #[serde(deserialize_with = "present_means_enabled")]
+    pub grpc: Option<GrpcConfig>,
+    /// OTLP over HTTP (protobuf or JSON bodies, POST to `traces_url_path`).
+    #[serde(deserialize_with = "present_means_enabled")]
+    pub http: Option<HttpConfig>,
+}
+
+/// The gRPC server.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct GrpcConfig {
+    /// Address to listen on, `host:port`.
+    pub endpoint: String,
+    /// Largest request message accepted, in bytes, both as sent and after decompression.
+    pub max_recv_msg_size: ByteSize,
+}
+
+impl Default for GrpcConfig {
+    fn default() -> Self {
+        Self {
+            endpoint: "127.0.0.1:4317".to_string(),
+            max_recv_msg_size: ByteSize::mib(16),
+        }
+    }
+}
+
+/// The HTTP server.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HttpConfig {
+    /// Address to listen on, `host:port`.
+    pub endpoint: String,
+    /// Path that accepts trace exports (POST).
+    pub traces_url_path: String,
+    /// Largest request body accepted, in bytes, both as sent and after decompression.
+    pub max_request_body_size: ByteSize,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        Self {
+            endpoint: "127.0.0.1:4318".to_string(),
+            traces_url_path: "/v1/traces".to_string(),
+            max_request_body_size: ByteSize::mib(16),
+        }
+    }
+}
+
+/// Turns `grpc:` (null) into the protocol's defaults; serde only calls this for a present key.
+fn present_means_enabled<'de, D, T>(deserializer: D) -> Result<Option<T>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de> + Default,
+{
+    let value = Option::<T>::deserialize(deserializer)?;
+    Ok(Some(value.unwrap_or_default()))
+}
+
+impl ComponentConfig for OtlpReceiverConfig {
+    fn validate(&self, problems: &mut Problems) {
+        if self.protocols.grpc.is_none() && self.protocols.http.is_none() {
+            problems.error(
+                "protocols",
+                "must enable at least one protocol (grpc or http)",
+            );
+        }
+        if let Some(grpc) = &self.protocols.grpc {
+            problems.check_socket_addr("protocols::grpc::endpoint", &grpc.endpoint);
+            check_size(
+                problems,
+                "protocols::grpc::max_recv_msg_size",
+                grpc.max_recv_msg_size,
+            );
+        }
+        if let Some(http) = &self.protocols.http {
+            problems.check_socket_addr("protocols::http::endpoint", &http.endpoint);
+            check_size(
+                problems,
+                "protocols::http::max_request_body_size",
+                http.max_request_body_size,
+            );
+            if !http.traces_url_path.starts_with('/') {
+                problems.error(
+                    "protocols::http::traces_url_path",
+                    format!("must start with '/', got {:?}", http.traces_url_path),
+                );
+            }
+        }
+    }
+}
+
+fn check_size(problems: &mut Problems, path: &str, size: ByteSize) {
+    if size.bytes() == 0 {
+        problems.error(path, "must be greater than 0, got 0");
+    }
+}
