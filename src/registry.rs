@@ -19,7 +19,7 @@ impl Registry {
 
     /// The built-in components, one line each.
     pub fn builtin() -> Self {
-        Self::empty()
+        Self::empty().with_receiver(crate::receivers::otlp::OtlpReceiverFactory)
     }
 
     pub fn with_receiver<F: ReceiverFactory>(mut self, factory: F) -> Self {
