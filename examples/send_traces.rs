@@ -11,7 +11,9 @@ use std::time::Duration;
 use clap::{Parser, ValueEnum};
 use opentelemetry::KeyValue;
 use opentelemetry::trace::{Span, SpanKind, Status, TraceContextExt, Tracer, TracerProvider};
-use opentelemetry_otlp::{Compression, Protocol, SpanExporter, WithExportConfig, WithHttpConfig, WithTonicConfig};
+use opentelemetry_otlp::{
+    Compression, Protocol, SpanExporter, WithExportConfig, WithHttpConfig, WithTonicConfig,
+};
 use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::trace::SdkTracerProvider;
 
@@ -40,10 +42,17 @@ enum Proto {
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     let args = Args::parse();
-    let compression = if args.gzip { Some(Compression::Gzip) } else { None };
+    let compression = if args.gzip {
+        Some(Compression::Gzip)
+    } else {
+        None
+    };
     let exporter = match args.protocol {
         Proto::Grpc => {
-            let endpoint = args.endpoint.clone().unwrap_or_else(|| "http://127.0.0.1:4317".into());
+            let endpoint = args
+                .endpoint
+                .clone()
+                .unwrap_or_else(|| "http://127.0.0.1:4317".into());
             let builder = SpanExporter::builder().with_tonic().with_endpoint(endpoint);
             match compression {
                 Some(c) => builder.with_compression(c).build()?,
@@ -51,9 +60,19 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
             }
         }
         Proto::Http | Proto::HttpJson => {
-            let endpoint = args.endpoint.clone().unwrap_or_else(|| "http://127.0.0.1:4318/v1/traces".into());
-            let protocol = if matches!(args.protocol, Proto::Http) { Protocol::HttpBinary } else { Protocol::HttpJson };
-            let builder = SpanExporter::builder().with_http().with_endpoint(endpoint).with_protocol(protocol);
+            let endpoint = args
+                .endpoint
+                .clone()
+                .unwrap_or_else(|| "http://127.0.0.1:4318/v1/traces".into());
+            let protocol = if matches!(args.protocol, Proto::Http) {
+                Protocol::HttpBinary
+            } else {
+                Protocol::HttpJson
+            };
+            let builder = SpanExporter::builder()
+                .with_http()
+                .with_endpoint(endpoint)
+                .with_protocol(protocol);
             match compression {
                 Some(c) => builder.with_compression(c).build()?,
                 None => builder.build()?,
@@ -66,11 +85,17 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
         .build();
     let tracer = provider.tracer("send_traces");
     for i in 0..args.traces {
-        let mut root = tracer.span_builder("POST /checkout").with_kind(SpanKind::Server).start(&tracer);
+        let mut root = tracer
+            .span_builder("POST /checkout")
+            .with_kind(SpanKind::Server)
+            .start(&tracer);
         root.set_attribute(KeyValue::new("http.route", "/checkout"));
         root.set_attribute(KeyValue::new("order.id", i as i64));
         let cx = opentelemetry::Context::current_with_span(root);
-        let mut db = tracer.span_builder("SELECT orders").with_kind(SpanKind::Client).start_with_context(&tracer, &cx);
+        let mut db = tracer
+            .span_builder("SELECT orders")
+            .with_kind(SpanKind::Client)
+            .start_with_context(&tracer, &cx);
         db.set_attribute(KeyValue::new("db.system", "postgresql"));
         if i % 5 == 4 {
             db.set_status(Status::error("deadlock detected"));
