@@ -1,1 +1,3 @@
 //! Built-in processors.
+
+pub mod batch;
