@@ -1,3 +1,4 @@
 //! Built-in processors.
 
 pub mod batch;
+pub mod memory_limiter;
