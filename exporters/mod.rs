@@ -1,1 +1,4 @@
 //! Built-in exporters.
+
+pub mod debug;
+pub mod nop;
