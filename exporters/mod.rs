@@ -2,3 +2,4 @@
 
 pub mod debug;
 pub mod nop;
+pub mod otlp;
