@@ -108,6 +108,15 @@ impl Peer {
     }
 
     fn serve(listener: TcpListener, answer: Answer, accept_gzip: bool) -> Peer {
+        Self::serve_with(listener, answer, accept_gzip, Server::builder())
+    }
+
+    fn serve_with(
+        listener: TcpListener,
+        answer: Answer,
+        accept_gzip: bool,
+        mut server: Server,
+    ) -> Peer {
         let addr = listener.local_addr().unwrap();
         let seen = Arc::new(Mutex::new(Vec::new()));
         let recorder = Recorder {
@@ -123,7 +132,7 @@ impl Peer {
         let (stop, stopped) = oneshot::channel::<()>();
         let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
         tokio::spawn(
-            Server::builder()
+            server
                 .add_service(service)
                 .serve_with_incoming_shutdown(incoming, async {
                     let _ = stopped.await;
@@ -599,4 +608,106 @@ fn build_reads_the_tls_files() {
             .contains("tls::ca_file: cannot read /nonexistent/ca.pem"),
         "{err}"
     );
+}
+
+/// A CA, a server certificate for `localhost` and a client certificate, as PEM files.
+struct Pki {
+    dir: tempfile::TempDir,
+    ca_pem: String,
+    server_cert: String,
+    server_key: String,
+}
+
+impl Pki {
+    fn new() -> Pki {
+        use rcgen::{
+            BasicConstraints, CertificateParams, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
+            KeyUsagePurpose,
+        };
+        let ca_key = KeyPair::generate().unwrap();
+        let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        ca_params.key_usages = vec![
+            KeyUsagePurpose::KeyCertSign,
+            KeyUsagePurpose::DigitalSignature,
+        ];
+        let ca_cert = ca_params.self_signed(&ca_key).unwrap();
+        let issuer = Issuer::from_params(&ca_params, &ca_key);
+        let leaf = |name: &str, usage: ExtendedKeyUsagePurpose| {
+            let key = KeyPair::generate().unwrap();
+            let mut params = CertificateParams::new(vec![name.to_string()]).unwrap();
+            params.extended_key_usages = vec![usage];
+            let cert = params.signed_by(&key, &issuer).unwrap();
+            (cert.pem(), key.serialize_pem())
+        };
+        let (server_cert, server_key) = leaf("localhost", ExtendedKeyUsagePurpose::ServerAuth);
+        let (client_cert, client_key) = leaf("spanline", ExtendedKeyUsagePurpose::ClientAuth);
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("ca.pem"), ca_cert.pem()).unwrap();
+        std::fs::write(dir.path().join("client.pem"), client_cert).unwrap();
+        std::fs::write(dir.path().join("client.key"), client_key).unwrap();
+        Pki {
+            dir,
+            ca_pem: ca_cert.pem(),
+            server_cert,
+            server_key,
+        }
+    }
+
+    fn path(&self, file: &str) -> Option<String> {
+        Some(self.dir.path().join(file).display().to_string())
+    }
+
+    /// A server that requires a client certificate signed by the CA.
+    fn server(&self) -> Server {
+        use tonic::transport::{Certificate, Identity, ServerTlsConfig};
+        let tls = ServerTlsConfig::new()
+            .identity(Identity::from_pem(&self.server_cert, &self.server_key))
+            .client_ca_root(Certificate::from_pem(&self.ca_pem));
+        Server::builder().tls_config(tls).unwrap()
+    }
+}
+
+#[tokio::test]
+async fn speaks_mutual_tls() {
+    let pki = Pki::new();
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let peer = Peer::serve_with(listener, Answer::Accept, true, pki.server());
+    let tls_config = |tls: TlsConfig| OtlpExporterConfig {
+        endpoint: format!("localhost:{port}"),
+        tls,
+        ..Default::default()
+    };
+
+    let mutual = TlsConfig {
+        ca_file: pki.path("ca.pem"),
+        cert_file: pki.path("client.pem"),
+        key_file: pki.path("client.key"),
+        ..Default::default()
+    };
+    let mut mutual_tls = exporter(tls_config(mutual)).await;
+    mutual_tls.export(&rich_batch()).await.unwrap();
+    assert_eq!(
+        peer.seen()[0].request.resource_spans,
+        rich_batch().resource_spans
+    );
+
+    let no_client_cert = TlsConfig {
+        ca_file: pki.path("ca.pem"),
+        ..Default::default()
+    };
+    let mut anonymous = exporter(tls_config(no_client_cert)).await;
+    assert!(
+        anonymous.export(&rich_batch()).await.is_err(),
+        "the server requires a client certificate"
+    );
+
+    // The system roots do not know the test CA.
+    let mut system_roots = exporter(tls_config(TlsConfig::default())).await;
+    assert!(
+        system_roots.export(&rich_batch()).await.is_err(),
+        "an unknown CA is not trusted"
+    );
+    assert_eq!(peer.seen().len(), 1);
 }
