@@ -60,8 +60,15 @@ const RESERVED_HEADERS: [&str; 5] = ["content-type", "te", "user-agent", "host",
 impl ComponentConfig for OtlpExporterConfig {
     fn validate(&self, problems: &mut Problems) {
         self.validate_endpoint(problems);
+        let mut seen = std::collections::BTreeSet::new();
         for (name, value) in &self.headers {
             validate_header(problems, name, value);
+            if !seen.insert(name.to_ascii_lowercase()) {
+                problems.error(
+                    format!("headers::{name}"),
+                    "is set twice (header names are case-insensitive)",
+                );
+            }
         }
         self.tls.validate(problems);
     }

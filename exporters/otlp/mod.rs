@@ -45,6 +45,8 @@ fn endpoint(config: &OtlpExporterConfig) -> Result<Endpoint, String> {
     let uri = config.uri();
     let endpoint = Endpoint::from_shared(uri.clone())
         .map_err(|e| format!("invalid endpoint {uri:?}: {e}"))?
+        .user_agent(format!("spanline/{}", crate::VERSION))
+        .map_err(|e| format!("invalid user agent: {e}"))?
         .tcp_nodelay(true);
     if config.tls.insecure {
         return Ok(endpoint);

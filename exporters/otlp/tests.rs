@@ -342,6 +342,7 @@ fn validation_reports_every_problem() {
     bad.headers.insert("content-type".into(), "x".into());
     bad.headers.insert("x-token".into(), "line\nbreak".into());
     bad.headers.insert("X-Scope-OrgID".into(), "fine".into());
+    bad.headers.insert("x-scope-orgid".into(), "twice".into());
     bad.tls.cert_file = Some("/c.pem".into());
     let problems = problems_of(&bad);
     let paths: Vec<&str> = problems.iter().map(|(p, _)| p.as_str()).collect();
@@ -352,6 +353,7 @@ fn validation_reports_every_problem() {
             "headers::bad header",
             "headers::content-type",
             "headers::grpc-timeout",
+            "headers::x-scope-orgid",
             "headers::x-token",
             "tls::key_file"
         ],
@@ -485,6 +487,8 @@ async fn delivers_every_span_and_attribute_with_gzip_and_headers() {
     assert_eq!(seen[0].header("grpc-encoding"), Some("gzip"));
     assert_eq!(seen[0].header("x-scope-orgid"), Some("team-a"));
     assert_eq!(seen[0].header("authorization"), Some("Bearer s3cret"));
+    let agent = seen[0].header("user-agent").unwrap_or_default();
+    assert!(agent.starts_with("spanline/"), "{agent}");
 }
 
 #[tokio::test]
