@@ -1,1 +1,5 @@
 //! Built-in exporters.
+
+pub mod debug;
+pub mod nop;
+pub mod otlp;

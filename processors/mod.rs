@@ -1,1 +1,4 @@
 //! Built-in processors.
+
+pub mod batch;
+pub mod memory_limiter;

@@ -19,7 +19,14 @@ impl Registry {
 
     /// The built-in components, one line each.
     pub fn builtin() -> Self {
-        Self::empty().with_receiver(crate::receivers::otlp::OtlpReceiverFactory)
+        use crate::{exporters, processors, receivers};
+        Self::empty()
+            .with_receiver(receivers::otlp::OtlpReceiverFactory)
+            .with_processor(processors::batch::BatchProcessorFactory)
+            .with_processor(processors::memory_limiter::MemoryLimiterProcessorFactory)
+            .with_exporter(exporters::debug::DebugExporterFactory)
+            .with_exporter(exporters::nop::NopExporterFactory)
+            .with_exporter(exporters::otlp::OtlpExporterFactory)
     }
 
     pub fn with_receiver<F: ReceiverFactory>(mut self, factory: F) -> Self {

@@ -198,7 +198,7 @@ pub trait Exporter: Send {
 
     async fn shutdown(&mut self) {}
 
-    async fn healthcheck(&self) -> Health {
+    async fn healthcheck(&mut self) -> Health {
         Health::Healthy
     }
 }
