@@ -14,8 +14,9 @@ use opentelemetry::trace::{Span, SpanKind, Status, TraceContextExt, Tracer, Trac
 use opentelemetry_otlp::{
     Compression, Protocol, SpanExporter, WithExportConfig, WithHttpConfig, WithTonicConfig,
 };
-use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::trace::SdkTracerProvider;
+use opentelemetry_sdk::trace::span_processor_with_async_runtime::BatchSpanProcessor;
+use opentelemetry_sdk::{Resource, runtime};
 
 #[derive(Parser)]
 struct Args {
@@ -79,8 +80,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
             }
         }
     };
+    // The tokio-driven batch processor: the OTLP HTTP and gRPC clients need the runtime.
+    let processor = BatchSpanProcessor::builder(exporter, runtime::Tokio).build();
     let provider = SdkTracerProvider::builder()
-        .with_batch_exporter(exporter)
+        .with_span_processor(processor)
         .with_resource(Resource::builder().with_service_name("checkout").build())
         .build();
     let tracer = provider.tracer("send_traces");
@@ -103,8 +106,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
         db.end();
         cx.span().end();
     }
-    provider.force_flush()?;
-    provider.shutdown_with_timeout(Duration::from_secs(10))?;
+    // The tokio-driven processor flushes on runtime threads: wait off the async thread.
+    tokio::task::spawn_blocking(move || {
+        provider.force_flush()?;
+        provider.shutdown_with_timeout(Duration::from_secs(10))
+    })
+    .await??;
     println!("sent {} traces ({} spans)", args.traces, args.traces * 2);
     Ok(())
 }
