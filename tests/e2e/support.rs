@@ -7,8 +7,12 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{TraceService, TraceServiceServer};
-use opentelemetry_proto::tonic::collector::trace::v1::{ExportTraceServiceRequest, ExportTraceServiceResponse};
+use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
+    TraceService, TraceServiceServer,
+};
+use opentelemetry_proto::tonic::collector::trace::v1::{
+    ExportTraceServiceRequest, ExportTraceServiceResponse,
+};
 use opentelemetry_proto::tonic::trace::v1::ResourceSpans;
 use parking_lot::Mutex;
 use tokio_util::sync::CancellationToken;
@@ -33,15 +37,30 @@ impl Spanline {
         let dir = tempfile::tempdir().expect("temp dir");
         let config = dir.path().join("config.yaml");
         std::fs::write(&config, yaml).expect("write config");
+        Self::spawn(dir, &["--config".as_ref(), config.as_os_str()], admin)
+    }
+
+    /// Starts `spanline run` on its built-in default config.
+    pub fn start_default(admin: &str) -> Spanline {
+        Self::spawn(tempfile::tempdir().expect("temp dir"), &[], admin)
+    }
+
+    fn spawn(dir: tempfile::TempDir, args: &[&std::ffi::OsStr], admin: &str) -> Spanline {
         let log = dir.path().join("spanline.log");
         let child = Command::new(env!("CARGO_BIN_EXE_spanline"))
-            .args(["run", "--config"])
-            .arg(&config)
+            .arg("run")
+            .args(args)
+            .current_dir(dir.path())
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).expect("log file"))
             .spawn()
             .expect("spawn spanline");
-        let mut spanline = Spanline { child, admin: admin.to_string(), log, _dir: dir };
+        let mut spanline = Spanline {
+            child,
+            admin: admin.to_string(),
+            log,
+            _dir: dir,
+        };
         spanline.wait_ready();
         spanline
     }
@@ -70,7 +89,9 @@ impl Spanline {
 
     /// The Prometheus text from /metrics.
     pub fn metrics(&self) -> String {
-        http_get(&self.admin, "/metrics").map(|(_, body)| body).unwrap_or_default()
+        http_get(&self.admin, "/metrics")
+            .map(|(_, body)| body)
+            .unwrap_or_default()
     }
 
     /// The sum of every sample of `name` whose labels contain all of `labels` (`key="value"`).
@@ -80,7 +101,8 @@ impl Spanline {
 
     /// Resident memory in KiB, from /proc.
     pub fn rss_kib(&self) -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap_or_default();
+        let status =
+            std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap_or_default();
         status
             .lines()
             .find_map(|l| l.strip_prefix("VmRSS:"))
@@ -90,7 +112,9 @@ impl Spanline {
 
     /// Sends SIGTERM and waits (up to `limit`) for the exit status.
     pub fn terminate(&mut self, limit: Duration) -> ExitStatus {
-        let _ = Command::new("kill").args(["-TERM", &self.pid().to_string()]).status();
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.pid().to_string()])
+            .status();
         let deadline = Instant::now() + limit;
         loop {
             if let Ok(Some(status)) = self.child.try_wait() {
@@ -116,7 +140,9 @@ impl Drop for Spanline {
 pub fn sum_metric(text: &str, name: &str, labels: &[&str]) -> f64 {
     let mut total = 0.0;
     for line in text.lines() {
-        let Some(rest) = line.strip_prefix(name) else { continue };
+        let Some(rest) = line.strip_prefix(name) else {
+            continue;
+        };
         if !(rest.starts_with('{') || rest.starts_with(' ')) {
             continue;
         }
@@ -138,7 +164,10 @@ pub fn http_get(address: &str, path: &str) -> Option<(u16, String)> {
     let mut response = String::new();
     stream.read_to_string(&mut response).ok()?;
     let code = response.split(' ').nth(1)?.parse().ok()?;
-    let body = response.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
     Some((code, body))
 }
 
@@ -154,8 +183,12 @@ impl TraceService for Capture {
         &self,
         request: tonic::Request<ExportTraceServiceRequest>,
     ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
-        self.received.lock().extend(request.into_inner().resource_spans);
-        Ok(tonic::Response::new(ExportTraceServiceResponse { partial_success: None }))
+        self.received
+            .lock()
+            .extend(request.into_inner().resource_spans);
+        Ok(tonic::Response::new(ExportTraceServiceResponse {
+            partial_success: None,
+        }))
     }
 }
 
@@ -163,7 +196,9 @@ impl Capture {
     /// Serves on 127.0.0.1:`port` until the token is cancelled.
     pub async fn serve(&self, port: u16) -> CancellationToken {
         let stop = CancellationToken::new();
-        let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await.expect("bind capture port");
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+            .await
+            .expect("bind capture port");
         let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
         let service = TraceServiceServer::new(self.clone())
             .accept_compressed(tonic::codec::CompressionEncoding::Gzip)
@@ -179,7 +214,12 @@ impl Capture {
     }
 
     pub fn span_count(&self) -> usize {
-        self.received.lock().iter().flat_map(|rs| &rs.scope_spans).map(|ss| ss.spans.len()).sum()
+        self.received
+            .lock()
+            .iter()
+            .flat_map(|rs| &rs.scope_spans)
+            .map(|ss| ss.spans.len())
+            .sum()
     }
 
     /// Waits until at least `n` spans arrived (or `limit` passes); returns the count.
@@ -191,3 +231,78 @@ impl Capture {
         self.span_count()
     }
 }
+
+/// An OTLP request of `n` spans carrying `seq` attributes `first..first+n`, one trace per span.
+pub fn request(first: i64, n: i64) -> ExportTraceServiceRequest {
+    use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
+    use opentelemetry_proto::tonic::trace::v1::{ScopeSpans, Span};
+    let spans = (first..first + n)
+        .map(|seq| {
+            let mut trace_id = vec![7u8; 16];
+            trace_id[..8].copy_from_slice(&seq.to_be_bytes());
+            Span {
+                trace_id,
+                span_id: vec![1; 8],
+                name: "GET /items".into(),
+                start_time_unix_nano: 1_700_000_000_000_000_000,
+                end_time_unix_nano: 1_700_000_000_100_000_000,
+                attributes: vec![KeyValue {
+                    key: "seq".into(),
+                    value: Some(AnyValue {
+                        value: Some(any_value::Value::IntValue(seq)),
+                    }),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }
+        })
+        .collect();
+    ExportTraceServiceRequest {
+        resource_spans: vec![ResourceSpans {
+            scope_spans: vec![ScopeSpans {
+                spans,
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+    }
+}
+
+/// Every `seq` attribute the capture has seen, sorted.
+pub fn captured_seqs(capture: &Capture) -> Vec<i64> {
+    use opentelemetry_proto::tonic::common::v1::any_value;
+    let mut seqs = Vec::new();
+    for rs in capture.received.lock().iter() {
+        for span in rs.scope_spans.iter().flat_map(|ss| &ss.spans) {
+            for kv in &span.attributes {
+                if let (true, Some(any_value::Value::IntValue(seq))) = (
+                    kv.key == "seq",
+                    kv.value.as_ref().and_then(|v| v.value.clone()),
+                ) {
+                    seqs.push(seq);
+                }
+            }
+        }
+    }
+    seqs.sort_unstable();
+    seqs
+}
+
+/// A gRPC OTLP client to 127.0.0.1:`port`.
+pub async fn client(
+    port: u16,
+) -> opentelemetry_proto::tonic::collector::trace::v1::trace_service_client::TraceServiceClient<
+    tonic::transport::Channel,
+> {
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://127.0.0.1:{port}"))
+        .expect("endpoint")
+        .connect()
+        .await
+        .expect("connect to spanline");
+    opentelemetry_proto::tonic::collector::trace::v1::trace_service_client::TraceServiceClient::new(
+        channel,
+    )
+}
+
+/// Held by tests that bind the default ports (4317, 4318, 8888), so they never overlap.
+pub static FIXED_PORTS: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());

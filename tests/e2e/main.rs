@@ -1,0 +1,9 @@
+//! End-to-end tests: spanline binaries over loopback with real OTLP clients, configs and the
+//! README validated, and every registered component through build → start → batch → shutdown.
+
+mod backpressure;
+mod compliance;
+mod configs;
+mod sdk;
+mod shutdown;
+mod support;
