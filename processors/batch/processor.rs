@@ -166,7 +166,7 @@ impl Processor for BatchProcessor {
     async fn flush(&mut self, reason: FlushReason, out: &mut Emitter, _dropped: &mut Dropped) {
         match reason {
             FlushReason::Shutdown => self.emit_all(Trigger::Shutdown, out),
-            FlushReason::Timer => {
+            FlushReason::Timer | FlushReason::Wakeup => {
                 if self.deadline().is_some_and(|due| due <= Instant::now()) {
                     self.emit_all(Trigger::Timeout, out);
                 }

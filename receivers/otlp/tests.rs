@@ -258,7 +258,10 @@ async fn start() -> Running {
             let current = mode.lock().unwrap().clone();
             match current {
                 Answer::Accept => {
-                    let _ = tx.send(msg.batch);
+                    // The test keeps the batch: release its acknowledgement as a pipeline does.
+                    let mut batch = msg.batch;
+                    batch.release_acks();
+                    let _ = tx.send(batch);
                     let _ = msg.reply.send(Ok(()));
                 }
                 Answer::Refuse(refusal) => {
@@ -1256,6 +1259,7 @@ fn http_serves_only_the_configured_traces_path() {
         });
         let msg = pipeline.recv().await.unwrap();
         assert_eq!(msg.batch.span_count(), 2);
+        drop(msg.batch);
         msg.reply.send(Ok(())).unwrap();
         assert_eq!(call.await.unwrap(), StatusCode::OK);
         shutdown.cancel();
@@ -1346,6 +1350,7 @@ fn shutdown_lets_in_flight_requests_finish() {
             !handle.is_finished(),
             "the servers should wait for in-flight requests"
         );
+        drop((first.batch, second.batch));
         first.reply.send(Ok(())).unwrap();
         second.reply.send(Ok(())).unwrap();
 

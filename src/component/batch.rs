@@ -2,14 +2,28 @@
 
 use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans};
 
+use super::ack::Ack;
+
 /// A batch of OpenTelemetry spans, grouped as they arrived (resource → scope → spans).
 ///
 /// `size_hint` approximates the batch's protobuf size in bytes; it bounds queues and is
 /// kept up to date by the batch operations here without re-encoding.
-#[derive(Debug, Clone, Default, PartialEq)]
+///
+/// `acks` are the acknowledgement handles of the requests whose spans the batch holds:
+/// merging batches merges them, splitting copies them to both parts, and a receiver waits
+/// until every holder has released them (see `component::ack`).
+#[derive(Debug, Clone, Default)]
 pub struct TraceBatch {
     pub resource_spans: Vec<ResourceSpans>,
     size_hint: usize,
+    acks: Vec<Ack>,
+}
+
+impl PartialEq for TraceBatch {
+    /// Batches are equal when they hold the same spans; acknowledgement handles do not count.
+    fn eq(&self, other: &Self) -> bool {
+        self.resource_spans == other.resource_spans
+    }
 }
 
 impl TraceBatch {
@@ -18,7 +32,24 @@ impl TraceBatch {
         Self {
             resource_spans,
             size_hint,
+            acks: Vec::new(),
         }
+    }
+
+    /// Adds an acknowledgement handle that this batch now holds.
+    pub fn hold_ack(&mut self, ack: Ack) {
+        self.acks.push(ack);
+    }
+
+    /// Releases every acknowledgement this batch holds: the data is accepted and its
+    /// senders need not wait for it any longer (it is not durable past this point).
+    pub fn release_acks(&mut self) {
+        self.acks.clear();
+    }
+
+    /// True while some sender still waits on this batch.
+    pub fn holds_acks(&self) -> bool {
+        !self.acks.is_empty()
     }
 
     /// Wraps resource spans and measures their encoded size.
@@ -56,6 +87,7 @@ impl TraceBatch {
     pub fn append(&mut self, mut other: TraceBatch) {
         self.size_hint += other.size_hint;
         self.resource_spans.append(&mut other.resource_spans);
+        self.acks.append(&mut other.acks);
     }
 
     /// Splits off the first `max_spans` spans into a new batch, keeping the rest here.
@@ -85,7 +117,9 @@ impl TraceBatch {
         whole.append(&mut front);
         let front_hint = self.size_hint * max_spans / total.max(1);
         self.size_hint -= front_hint;
-        TraceBatch::new(whole, front_hint)
+        let mut front = TraceBatch::new(whole, front_hint);
+        front.acks = self.acks.clone();
+        front
     }
 
     /// Removes spans for which `keep` returns false; returns how many were removed.

@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use tokio::sync::{mpsc, oneshot};
 
+use super::ack::ack_pair;
 use super::batch::TraceBatch;
 use super::error::{Refusal, RefusalReason};
 use crate::telemetry::metrics::ReceiverMetrics;
@@ -70,7 +71,8 @@ impl TraceConsumer {
     }
 
     /// Offers a batch to every pipeline. `Ok` means every pipeline accepted it and will
-    /// deliver it; a refusal means the sender should retry later. A batch is only offered
+    /// deliver it (and a durable exporter, if any, has it safe); a refusal means the
+    /// sender should retry later. A batch is only offered
     /// when every pipeline has room, so a refusal never leaves a partial copy behind
     /// because one pipeline was full.
     pub async fn consume(&self, transport: Transport, batch: TraceBatch) -> Result<(), Refusal> {
@@ -105,6 +107,9 @@ impl TraceConsumer {
             }
         }
         let mut replies = Vec::with_capacity(permits.len());
+        let (ack, acked) = ack_pair();
+        let mut batch = batch;
+        batch.hold_ack(ack);
         let mut batch = Some(batch);
         let last = permits.len().saturating_sub(1);
         for (i, permit) in permits.into_iter().enumerate() {
@@ -132,6 +137,11 @@ impl TraceConsumer {
             if outcome.is_ok() {
                 outcome = result;
             }
+        }
+        if outcome.is_ok() {
+            // Durable exporters hold the acknowledgement until the data is safe; every
+            // other holder releases it as soon as the batch is queued.
+            acked.wait().await;
         }
         outcome
     }

@@ -1,5 +1,6 @@
 //! The component API: the one module receivers, processors and exporters import.
 
+pub mod ack;
 pub mod batch;
 pub mod consumer;
 pub mod error;
@@ -14,6 +15,7 @@ use tokio_util::sync::CancellationToken;
 
 pub use crate::config::units::{ByteSize, HumanDuration};
 pub use crate::telemetry::metrics as names;
+pub use ack::{Ack, AckWaiter, ack_pair};
 pub use batch::TraceBatch;
 pub use consumer::{PipelineInlet, PipelineMsg, TraceConsumer, Transport};
 pub use error::{ComponentError, ExportError, ProcessError, Refusal, RefusalReason};
@@ -117,6 +119,8 @@ impl Emitter {
 pub enum FlushReason {
     /// The deadline from `next_flush` has passed.
     Timer,
+    /// The processor's `wakeup` was notified.
+    Wakeup,
     /// The pipeline is stopping: emit everything held.
     Shutdown,
 }
@@ -139,6 +143,13 @@ pub trait Processor: Send {
 
     /// When the processor next wants `flush` called, if it holds data.
     fn next_flush(&self) -> Option<Instant> {
+        None
+    }
+
+    /// For processors whose own tasks produce output (e.g. decisions made off the pipeline
+    /// task): notified when output is ready, after which the host calls
+    /// `flush(FlushReason::Wakeup, ..)`. Asked once, at start.
+    fn wakeup(&self) -> Option<std::sync::Arc<tokio::sync::Notify>> {
         None
     }
 
@@ -200,6 +211,13 @@ pub trait Exporter: Send {
 
     async fn healthcheck(&mut self) -> Health {
         Health::Healthy
+    }
+
+    /// True when a successful `export` means the data is durable (e.g. in a write-ahead
+    /// log). Senders then wait until this exporter has taken their batch; for other
+    /// exporters they are answered as soon as the batch is queued.
+    fn durable(&self) -> bool {
+        false
     }
 }
 

@@ -91,8 +91,8 @@ impl Service {
         let mut queues = HashMap::new();
         for id in &graph.exporters {
             let spec = spec(config, Kind::Exporter, id)?;
-            let queue = self.start_exporter(spec).await?;
-            queues.insert(id.clone(), queue);
+            let started = self.start_exporter(spec).await?;
+            queues.insert(id.clone(), started);
         }
         let mut inlets = HashMap::new();
         for node in &graph.pipelines {
@@ -104,9 +104,13 @@ impl Service {
             let exporters = node
                 .exporters
                 .iter()
-                .map(|id| ExporterSlot {
-                    id: id.clone(),
-                    queue: queues[id].clone(),
+                .map(|id| {
+                    let (queue, durable) = &queues[id];
+                    ExporterSlot {
+                        id: id.clone(),
+                        queue: Arc::clone(queue),
+                        durable: *durable,
+                    }
                 })
                 .collect();
             let pipeline = Pipeline {
@@ -141,10 +145,11 @@ impl Service {
         Ok(())
     }
 
+    /// Starts an exporter and its runner; returns its queue and whether it is durable.
     async fn start_exporter(
         &mut self,
         spec: &ComponentSpec,
-    ) -> Result<Arc<ExporterQueue>, ComponentError> {
+    ) -> Result<(Arc<ExporterQueue>, bool), ComponentError> {
         let Built::Exporter(mut exporter) = build(spec, None)? else {
             return Err(ComponentError::other(
                 &spec.id,
@@ -152,6 +157,7 @@ impl Service {
             ));
         };
         exporter.start().await?;
+        let durable = exporter.durable();
         let (capacity, capacity_bytes) = spec.settings.queue_capacity();
         let metrics = ExporterMetrics::new(&spec.id, capacity, capacity_bytes);
         let queue = Arc::new(ExporterQueue::new(capacity, capacity_bytes, metrics));
@@ -164,7 +170,7 @@ impl Service {
         };
         self.exporters
             .push((spec.id.clone(), tokio::spawn(runner.run()), queue.clone()));
-        Ok(queue)
+        Ok((queue, durable))
     }
 
     /// Stops receivers, then drains pipelines, then drains exporters, all within `timeout`.

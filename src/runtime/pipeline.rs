@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use tokio::sync::mpsc;
+use tokio::sync::{Notify, mpsc};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -25,6 +25,8 @@ pub struct ProcessorSlot {
 pub struct ExporterSlot {
     pub id: String,
     pub queue: Arc<ExporterQueue>,
+    /// Whether the exporter's success means the data is durable (senders wait for it).
+    pub durable: bool,
 }
 
 pub struct Pipeline {
@@ -38,6 +40,11 @@ pub struct Pipeline {
 
 impl Pipeline {
     pub async fn run(mut self) {
+        let wakeups: Vec<Arc<Notify>> = self
+            .processors
+            .iter()
+            .filter_map(|s| s.processor.wakeup())
+            .collect();
         loop {
             let deadline = self.next_flush();
             tokio::select! {
@@ -48,6 +55,7 @@ impl Pipeline {
                     None => break,
                 },
                 _ = sleep_until(deadline) => self.flush(FlushReason::Timer).await,
+                _ = any_notified(&wakeups) => self.flush(FlushReason::Wakeup).await,
             }
         }
         self.inlet.close();
@@ -80,7 +88,12 @@ impl Pipeline {
             let _ = msg.reply.send(Err(refusal));
             return;
         }
-        let verdict = self.process(msg.batch, 0).await;
+        let mut batch = msg.batch;
+        if !self.exporters.iter().any(|e| e.durable) {
+            // Nothing downstream makes the data safer than accepted: answer the sender now.
+            batch.release_acks();
+        }
+        let verdict = self.process(batch, 0).await;
         // The sender may have gone away; its data is accepted (or refused) all the same.
         let _ = msg.reply.send(verdict);
     }
@@ -168,7 +181,10 @@ impl Pipeline {
     }
 }
 
-fn push(slot: &ExporterSlot, batch: TraceBatch) {
+fn push(slot: &ExporterSlot, mut batch: TraceBatch) {
+    if !slot.durable {
+        batch.release_acks();
+    }
     if let Err(batch) = slot.queue.push(batch) {
         let spans = batch.span_count() as u64;
         slot.queue.metrics().failed("shutdown", spans);
@@ -180,6 +196,15 @@ fn record_drops(slot: &ProcessorSlot, dropped: &mut Dropped) {
     for (reason, spans) in dropped.drain() {
         slot.metrics.dropped(reason, spans);
     }
+}
+
+/// Completes when any of the processors' wakeups is notified; never when there are none.
+async fn any_notified(wakeups: &[Arc<Notify>]) {
+    if wakeups.is_empty() {
+        return std::future::pending().await;
+    }
+    let waits = wakeups.iter().map(|n| Box::pin(n.notified()));
+    futures::future::select_all(waits).await;
 }
 
 async fn sleep_until(deadline: Option<Instant>) {

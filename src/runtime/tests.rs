@@ -54,6 +54,7 @@ struct Sink {
     spans: Arc<Mutex<Vec<u64>>>,
     down: Arc<AtomicBool>,
     attempts: Arc<AtomicUsize>,
+    durable: bool,
 }
 
 impl ExporterFactory for Sink {
@@ -79,6 +80,10 @@ impl Exporter for Sink {
             }
         }
         Ok(())
+    }
+
+    fn durable(&self) -> bool {
+        self.durable
     }
 }
 
@@ -301,4 +306,32 @@ async fn shutdown_deadline_counts_what_could_not_be_delivered() {
         "the runner should have retried"
     );
     assert!(sink.spans.lock().is_empty());
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_durable_exporter_answers_the_sender_only_once_it_has_the_data() {
+    let sink = Sink {
+        durable: true,
+        ..Sink::default()
+    };
+    sink.down.store(true, Ordering::SeqCst);
+    let mut h = start(DIRECT, &sink, &Hold::default()).await;
+    let waiting = tokio::time::timeout(
+        Duration::from_secs(3),
+        h.consumer.consume(Transport::Grpc, batch(0, 2)),
+    )
+    .await;
+    assert!(
+        waiting.is_err(),
+        "the sender must wait while the durable exporter cannot take the data"
+    );
+    sink.down.store(false, Ordering::SeqCst);
+    let answered = tokio::time::timeout(
+        Duration::from_secs(3),
+        h.consumer.consume(Transport::Grpc, batch(2, 2)),
+    )
+    .await;
+    assert!(matches!(answered, Ok(Ok(()))), "{answered:?}");
+    h.service.shutdown(Duration::from_secs(5)).await;
+    assert_eq!(sink.spans.lock().len(), 4);
 }
