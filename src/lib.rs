@@ -4,6 +4,7 @@
 pub mod component;
 pub mod config;
 pub mod graph;
+pub mod loadgen;
 pub mod registry;
 pub mod runtime;
 pub mod telemetry;
