@@ -35,7 +35,9 @@ pub fn trace(rng: &mut StdRng, params: &GenParams) -> Vec<GenSpan> {
     let trace_id: [u8; 16] = rng.random();
     let mut spans = Vec::with_capacity(params.spans_per_trace);
     let duration = root_duration_nanos(rng);
-    let start = params.now_nanos - duration - rng.random_range(0..1_000_000_000);
+    let start = params
+        .now_nanos
+        .saturating_sub(duration + rng.random_range(0..1_000_000_000));
     let route = *SERVICES[FRONTEND].routes.choose(rng).unwrap_or(&"GET /");
     let root = server_span(rng, &trace_id, &[], FRONTEND, route, start, duration);
     spans.push(GenSpan {
