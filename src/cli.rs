@@ -37,6 +37,8 @@ enum Command {
         #[arg(required = true)]
         files: Vec<PathBuf>,
     },
+    /// Send realistic synthetic traces and report spans/s sent and acknowledged.
+    Loadgen(crate::loadgen::LoadgenArgs),
     /// List every component type with its kind and an example config.
     Components {
         /// Only this kind.
@@ -70,6 +72,7 @@ pub fn main_with(registry: Registry) -> ExitCode {
         } => run(&registry, config, log_level, log_format),
         Command::Validate { files } => validate(&registry, &files),
         Command::Components { kind } => components(&registry, kind),
+        Command::Loadgen(args) => loadgen(args),
     }
 }
 
@@ -130,6 +133,29 @@ fn run(
         }
         Err(err) => {
             tracing::error!("{err}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn loadgen(args: crate::loadgen::LoadgenArgs) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("cannot start the async runtime: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(crate::loadgen::run(args)) {
+        Ok(report) => {
+            println!("{report}");
+            ExitCode::SUCCESS
+        }
+        Err(err) => {
+            eprintln!("loadgen: {err:#}");
             ExitCode::FAILURE
         }
     }

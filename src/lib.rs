@@ -7,6 +7,7 @@ pub mod config;
 pub mod factory;
 pub mod graph;
 pub mod host;
+pub mod loadgen;
 pub mod registry;
 pub mod runtime;
 pub mod telemetry;
