@@ -105,15 +105,8 @@ fn run(
     for warning in &config.warnings {
         tracing::warn!("config: {warning}");
     }
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(runtime) => runtime,
-        Err(err) => {
-            eprintln!("cannot start the async runtime: {err}");
-            return ExitCode::FAILURE;
-        }
+    let Some(runtime) = async_runtime() else {
+        return ExitCode::FAILURE;
     };
     let result = runtime.block_on(crate::host::run_until(
         &config,
@@ -139,15 +132,8 @@ fn run(
 }
 
 fn loadgen(args: crate::loadgen::LoadgenArgs) -> ExitCode {
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(runtime) => runtime,
-        Err(err) => {
-            eprintln!("cannot start the async runtime: {err}");
-            return ExitCode::FAILURE;
-        }
+    let Some(runtime) = async_runtime() else {
+        return ExitCode::FAILURE;
     };
     match runtime.block_on(crate::loadgen::run(args)) {
         Ok(report) => {
@@ -157,6 +143,19 @@ fn loadgen(args: crate::loadgen::LoadgenArgs) -> ExitCode {
         Err(err) => {
             eprintln!("loadgen: {err:#}");
             ExitCode::FAILURE
+        }
+    }
+}
+
+fn async_runtime() -> Option<tokio::runtime::Runtime> {
+    match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => Some(runtime),
+        Err(err) => {
+            eprintln!("cannot start the async runtime: {err}");
+            None
         }
     }
 }
