@@ -4,6 +4,7 @@ pub mod ack;
 pub mod batch;
 pub mod consumer;
 pub mod error;
+pub mod tenant;
 pub mod validate;
 
 use std::fmt::Debug;
