@@ -1,9 +1,10 @@
 //! Sends pre-encoded OTLP bodies over gRPC (tonic, without re-encoding) or HTTP (hyper) and classifies the answer.
 
+use crate::exporters::otlp::RawRequestCodec;
 use std::time::Duration;
 
 use anyhow::Context;
-use bytes::{BufMut, Bytes};
+use bytes::Bytes;
 use http::uri::PathAndQuery;
 use http::{HeaderValue, Request, StatusCode, Uri, header};
 use http_body_util::{BodyExt, Full};
@@ -12,7 +13,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceResponse;
 use prost::Message;
-use tonic::codec::{Codec, CompressionEncoding, DecodeBuf, Decoder, EncodeBuf, Encoder};
+use tonic::codec::CompressionEncoding;
 use tonic::metadata::MetadataValue;
 use tonic::transport::{Channel, Endpoint};
 use tonic::{Code, Status};
@@ -137,7 +138,7 @@ async fn send_grpc(
         return Outcome::Failed(format!("channel not ready: {error}"));
     }
     let path = PathAndQuery::from_static(EXPORT_PATH);
-    match client.unary(request, path, RawCodec).await {
+    match client.unary(request, path, RawRequestCodec).await {
         Ok(response) => Outcome::Acked {
             rejected: rejected(response.get_ref()),
         },
@@ -219,51 +220,5 @@ fn classify_http(status: StatusCode, is_json: bool, body: &[u8]) -> Outcome {
             "http {other}: {}",
             String::from_utf8_lossy(&body[..body.len().min(200)])
         )),
-    }
-}
-
-/// Writes the already-encoded request as is and decodes the response with prost.
-#[derive(Debug, Clone, Copy, Default)]
-struct RawCodec;
-
-#[derive(Debug, Clone, Copy, Default)]
-struct RawEncoder;
-
-#[derive(Debug, Clone, Copy, Default)]
-struct ResponseDecoder;
-
-impl Codec for RawCodec {
-    type Encode = Bytes;
-    type Decode = ExportTraceServiceResponse;
-    type Encoder = RawEncoder;
-    type Decoder = ResponseDecoder;
-
-    fn encoder(&mut self) -> RawEncoder {
-        RawEncoder
-    }
-
-    fn decoder(&mut self) -> ResponseDecoder {
-        ResponseDecoder
-    }
-}
-
-impl Encoder for RawEncoder {
-    type Item = Bytes;
-    type Error = Status;
-
-    fn encode(&mut self, item: Bytes, dst: &mut EncodeBuf<'_>) -> Result<(), Status> {
-        dst.put_slice(&item);
-        Ok(())
-    }
-}
-
-impl Decoder for ResponseDecoder {
-    type Item = ExportTraceServiceResponse;
-    type Error = Status;
-
-    fn decode(&mut self, src: &mut DecodeBuf<'_>) -> Result<Option<Self::Item>, Status> {
-        ExportTraceServiceResponse::decode(src)
-            .map(Some)
-            .map_err(|error| Status::internal(format!("cannot decode response: {error}")))
     }
 }
