@@ -107,6 +107,9 @@ pub enum WalError {
     /// The record alone is larger than the WAL may ever hold: retrying cannot help.
     #[error("record of {len} bytes can never fit the write-ahead log limit of {max} bytes")]
     RecordTooLarge { len: u64, max: u64 },
+    /// Another `Wal` (in this or another process) has the directory open.
+    #[error("{}: the write-ahead log is in use by another process", path.display())]
+    Locked { path: PathBuf },
     #[error("cannot commit up to sequence {up_to}: the last appended is {last}")]
     CommitAhead { up_to: Seq, last: Seq },
     #[error("{}: {op}: {source}", path.display())]
@@ -165,9 +168,11 @@ impl WalMetrics {
     }
 }
 
-/// A write-ahead log in one directory. Not shared between processes.
+/// A write-ahead log in one directory, which it locks while open.
 pub struct Wal {
     dir: PathBuf,
+    /// Holds an exclusive lock on `dir/lock`; the OS releases it when the process dies.
+    _lock: Option<File>,
     options: WalOptions,
     /// Every segment file, oldest first; the last is `active` when that is set.
     segments: Vec<Segment>,
@@ -187,6 +192,7 @@ impl Wal {
     pub fn open(dir: impl AsRef<Path>, options: WalOptions) -> Result<Wal, WalError> {
         let dir = dir.as_ref().to_path_buf();
         fs::create_dir_all(&dir).map_err(|e| WalError::io(&dir, "create", e))?;
+        let lock = segment::lock_dir(&dir)?;
         let found = recover::recover(&dir)?;
         let active = match found.reusable_tail {
             true => found.segments.last().map(|s| (s.path.clone(), s.bytes)),
@@ -205,6 +211,7 @@ impl Wal {
         let wal = Wal {
             metrics: WalMetrics::new(&dir),
             dir,
+            _lock: Some(lock),
             options,
             segments: found.segments,
             active,
@@ -418,6 +425,15 @@ impl Wal {
             FsyncPolicy::Never => false,
         };
         if due { self.sync() } else { Ok(()) }
+    }
+
+    /// Leaks every handle but the directory lock, as a killed process would (the OS
+    /// releases its locks but nothing else runs).
+    #[cfg(test)]
+    fn simulate_kill(mut self) {
+        let lock = self._lock.take();
+        std::mem::forget(self);
+        drop(lock);
     }
 
     fn record_size(&self) {

@@ -10,6 +10,7 @@ use super::record::{self, Damage, RecordLoc};
 const SEGMENT_SUFFIX: &str = ".wal";
 const COMMITTED_FILE: &str = "committed";
 const COMMITTED_TMP: &str = "committed.tmp";
+const LOCK_FILE: &str = "lock";
 
 /// What the WAL knows about one segment file.
 #[derive(Debug, Clone)]
@@ -93,6 +94,24 @@ pub fn scan(path: &Path, prev: u64) -> Result<Scan, WalError> {
         file_len: buf.len() as u64,
         damage,
     })
+}
+
+/// Takes the directory's exclusive lock so two processes never append to one WAL.
+pub fn lock_dir(dir: &Path) -> Result<File, WalError> {
+    let path = dir.join(LOCK_FILE);
+    let file = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| WalError::io(&path, "open", e))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(WalError::Locked {
+            path: dir.to_path_buf(),
+        }),
+        Err(std::fs::TryLockError::Error(e)) => Err(WalError::io(&path, "lock", e)),
+    }
 }
 
 /// Opens (creating) a segment for appending.

@@ -387,13 +387,25 @@ fn a_killed_process_loses_nothing_it_appended() {
         let seqs = append_all(&mut wal, &batches);
         wal.commit(Seq(2)).expect("commit");
         // No close, no drop: as if the process had been killed here.
-        std::mem::forget(wal);
+        wal.simulate_kill();
 
         let wal = Wal::open(dir.path(), opts).expect("reopen");
         let expected: Vec<_> = seqs.into_iter().zip(batches).skip(2).collect();
         assert_eq!(replay_all(&wal), expected, "{fsync:?}");
         assert_eq!(wal.recovery().truncated_bytes, 0);
     }
+}
+
+#[test]
+fn a_second_wal_on_the_same_directory_is_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let wal = Wal::open(dir.path(), options()).expect("open");
+    let err = Wal::open(dir.path(), options())
+        .err()
+        .expect("the directory is locked");
+    assert!(matches!(err, WalError::Locked { .. }), "{err}");
+    drop(wal);
+    Wal::open(dir.path(), options()).expect("the lock is released on drop");
 }
 
 #[test]
