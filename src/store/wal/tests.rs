@@ -417,3 +417,72 @@ fn unknown_files_in_the_directory_are_ignored() {
     assert_eq!(wal.append(&batch(1, 1)).expect("append"), Seq(1));
     assert_eq!(wal.segment_count(), 1);
 }
+
+const CHILD_DIR_ENV: &str = "SPANLINE_WAL_TEST_CHILD_DIR";
+const KILL_TEST: &str = "store::wal::tests::a_sigkilled_writer_loses_nothing_it_acknowledged";
+
+/// The writer's side of the kill test: appends (and now and then commits) until killed,
+/// printing each sequence number once `append` or `commit` has returned.
+fn run_writer(dir: &Path) {
+    let mut wal = Wal::open(dir, small_segments()).expect("child open");
+    for id in 1..=100_000u64 {
+        let seq = wal.append(&batch(id, 1 + id % 5)).expect("child append");
+        println!("acked {}", seq.0);
+        if id % 40 == 0 {
+            wal.commit(Seq(id - 10)).expect("child commit");
+            println!("committed {}", id - 10);
+        }
+    }
+}
+
+#[test]
+fn a_sigkilled_writer_loses_nothing_it_acknowledged() {
+    use std::io::{BufRead, BufReader};
+    use std::process::{Command, Stdio};
+
+    if let Some(dir) = std::env::var_os(CHILD_DIR_ENV) {
+        run_writer(Path::new(&dir));
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut child = Command::new(std::env::current_exe().expect("test binary path"))
+        .args(["--exact", KILL_TEST, "--nocapture", "--test-threads=1"])
+        .env(CHILD_DIR_ENV, dir.path())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("spawn writer");
+    let stdout = child.stdout.take().expect("piped stdout");
+    let (mut acked, mut committed) = (Vec::new(), 0u64);
+    for line in BufReader::new(stdout).lines() {
+        let line = line.expect("writer output");
+        if let Some(seq) = line.strip_prefix("acked ") {
+            acked.push(seq.parse::<u64>().expect("seq"));
+        } else if let Some(seq) = line.strip_prefix("committed ") {
+            committed = seq.parse().expect("seq");
+        }
+        if acked.len() >= 300 {
+            break;
+        }
+    }
+    child.kill().expect("SIGKILL the writer");
+    child.wait().expect("reap the writer");
+    assert!(acked.len() >= 300, "the writer stopped early");
+
+    let wal = Wal::open(dir.path(), small_segments()).expect("open after kill");
+    assert!(wal.committed().0 >= committed);
+    let replayed = replay_all(&wal);
+    let seqs: Vec<u64> = replayed.iter().map(|(s, _)| s.0).collect();
+    let first = wal.committed().0 + 1;
+    assert_eq!(
+        seqs.first().copied().unwrap_or(first),
+        first,
+        "replay starts after the commit"
+    );
+    assert!(seqs.windows(2).all(|w| w[1] == w[0] + 1), "no gaps");
+    for seq in acked.iter().filter(|s| **s >= first) {
+        assert!(seqs.contains(seq), "acknowledged record {seq} lost");
+    }
+    for (seq, got) in &replayed {
+        assert_eq!(*got, batch(seq.0, 1 + seq.0 % 5), "record {seq} intact");
+    }
+}
