@@ -3,6 +3,8 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+
 use super::*;
 use crate::component::{AnyValue, KeyValue, Resource, ResourceSpans, ScopeSpans, Span, any_value};
 
@@ -485,4 +487,59 @@ fn a_sigkilled_writer_loses_nothing_it_acknowledged() {
     for (seq, got) in &replayed {
         assert_eq!(*got, batch(seq.0, 1 + seq.0 % 5), "record {seq} intact");
     }
+}
+
+/// Opens the WAL with its metrics recorded into a private registry.
+fn open_recorded(dir: &Path, opts: WalOptions) -> (Wal, PrometheusHandle) {
+    let recorder = PrometheusBuilder::new().build_recorder();
+    let handle = recorder.handle();
+    let wal = metrics::with_local_recorder(&recorder, || Wal::open(dir, opts)).expect("open");
+    (wal, handle)
+}
+
+/// The value of the one sample whose line contains every needle.
+fn metric(handle: &PrometheusHandle, needles: &[&str]) -> f64 {
+    let text = handle.render();
+    let line = text
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .find(|l| needles.iter().all(|n| l.contains(n)))
+        .unwrap_or_else(|| panic!("no sample with {needles:?} in:\n{text}"));
+    let value = line.rsplit(' ').next().expect("a sample has a value");
+    value.parse().expect("a sample value is a number")
+}
+
+#[test]
+fn metrics_follow_size_replay_and_truncation() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (mut wal, handle) = open_recorded(dir.path(), small_segments());
+    append_all(&mut wal, &(1..=5).map(|i| batch(i, 3)).collect::<Vec<_>>());
+    assert_eq!(
+        metric(&handle, &[names::STORE_WAL_BYTES]),
+        wal.bytes() as f64
+    );
+    assert_eq!(metric(&handle, &[names::STORE_WAL_SEGMENTS]), 3.0);
+    wal.commit(Seq(2)).expect("commit");
+    assert_eq!(metric(&handle, &[names::STORE_WAL_SEGMENTS]), 2.0);
+    assert_eq!(
+        metric(&handle, &[names::STORE_WAL_BYTES]),
+        wal.bytes() as f64
+    );
+    drop(wal);
+
+    // Cut 10 bytes off the last record, then reopen and replay.
+    let last = segment_files(dir.path()).pop().expect("a segment");
+    let len = fs::metadata(&last).expect("metadata").len();
+    fs::OpenOptions::new()
+        .write(true)
+        .open(&last)
+        .and_then(|f| f.set_len(len - 10))
+        .expect("cut the segment");
+    let (wal, handle) = open_recorded(dir.path(), small_segments());
+    let cut = wal.recovery().truncated_bytes;
+    assert_eq!(cut, record::record_len(&batch(5, 3)) - 10);
+    let truncated = metric(&handle, &[names::STORE_WAL_TRUNCATED_BYTES, "torn_tail"]);
+    assert_eq!(truncated, cut as f64);
+    assert_eq!(replay_all(&wal).len(), 2, "records 3 and 4 remain");
+    assert_eq!(metric(&handle, &[names::STORE_WAL_REPLAYED_SPANS]), 6.0);
 }
