@@ -4,8 +4,8 @@
 //! # Layout
 //!
 //! `wal_dir` holds segment files named by the sequence number they start at
-//! (`00000000000000000042.wal`) and a `committed` marker with the highest committed sequence
-//! number. A segment is a run of records: a 24-byte header (magic `SLWL`, version, flags,
+//! (`00000000000000000042.wal`), a `committed` marker with the highest committed sequence
+//! number, and a `lock` file that keeps a second process out. A segment is a run of records: a 24-byte header (magic `SLWL`, version, flags,
 //! sequence number, payload length, crc32 of header and payload) followed by the batch as an
 //! OTLP `ExportTraceServiceRequest` in protobuf wire form.
 //!
@@ -24,12 +24,13 @@
 //! # Why a synchronous API
 //!
 //! Appends are large (250 KB – 4 MB) and each must be written and, by default, fsynced
-//! before the exporter answers. `tokio::fs` would run every write on the blocking pool
-//! anyway, split writes above its 2 MiB chunk into several hops, and copy the buffer once
-//! more; fsync has no async form at all. So the WAL uses `std::fs` and the exporter calls
-//! it inside one `tokio::task::spawn_blocking` per batch (owning the `Wal` behind a
-//! mutex, or moving it in and out): encoding, write and fsync happen in one hop, off the
-//! async worker threads. `Replay` owns its state for the same reason.
+//! before the exporter answers. `tokio::fs` runs every operation on the blocking pool
+//! anyway: it copies the buffer once more, splits writes above its 2 MiB buffer into
+//! several pool hops, and makes `sync_data` another hop. So the WAL uses `std::fs`, and the
+//! exporter calls it inside one `tokio::task::spawn_blocking` per batch (owning the `Wal`
+//! behind a mutex, or moving it in and out): encoding, write and fsync happen in one hop,
+//! off the async worker threads, with one copy of the batch. `Replay` owns its state so it
+//! can be driven the same way.
 
 mod record;
 mod recover;
@@ -304,7 +305,8 @@ impl Wal {
 
     /// Marks every record up to `up_to` as committed (in a block whose index is written):
     /// they are never replayed again, and whole segments holding only such records are
-    /// deleted. Committing at or below the current mark does nothing.
+    /// deleted. Committing at or below the current mark does nothing. A writer with several
+    /// open blocks passes one less than the lowest sequence number still in an open block.
     pub fn commit(&mut self, up_to: Seq) -> Result<usize, WalError> {
         let last = self.next_seq - 1;
         if up_to.0 > last {
