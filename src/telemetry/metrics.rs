@@ -25,6 +25,10 @@ pub const EXPORTER_QUEUE_CAPACITY: &str = "spanline_exporter_queue_capacity";
 pub const EXPORTER_QUEUE_CAPACITY_BYTES: &str = "spanline_exporter_queue_capacity_bytes";
 pub const EXPORTER_SEND_LATENCY: &str = "spanline_exporter_send_latency_seconds";
 pub const DEBUG_EXPORTER_SUPPRESSED_LOGS: &str = "spanline_debug_exporter_suppressed_logs_total";
+pub const STORE_WAL_BYTES: &str = "spanline_store_wal_bytes";
+pub const STORE_WAL_SEGMENTS: &str = "spanline_store_wal_segments";
+pub const STORE_WAL_REPLAYED_SPANS: &str = "spanline_store_wal_replayed_spans_total";
+pub const STORE_WAL_TRUNCATED_BYTES: &str = "spanline_store_wal_truncated_bytes_total";
 pub const BUILD_INFO: &str = "spanline_build_info";
 /// metrics-process publishes `process_*` metrics under this prefix.
 pub const PROCESS_PREFIX: &str = "spanline_";
@@ -125,6 +129,26 @@ pub fn describe_all() {
         DEBUG_EXPORTER_SUPPRESSED_LOGS,
         Unit::Count,
         "Debug exporter log lines suppressed by its rate limit."
+    );
+    describe_gauge!(
+        STORE_WAL_BYTES,
+        Unit::Bytes,
+        "Bytes held in the trace store's write-ahead log (every segment file)."
+    );
+    describe_gauge!(
+        STORE_WAL_SEGMENTS,
+        Unit::Count,
+        "Segment files in the trace store's write-ahead log."
+    );
+    describe_counter!(
+        STORE_WAL_REPLAYED_SPANS,
+        Unit::Count,
+        "Spans read back from the write-ahead log on start for re-ingestion."
+    );
+    describe_counter!(
+        STORE_WAL_TRUNCATED_BYTES,
+        Unit::Bytes,
+        "Write-ahead log bytes found damaged on open, by reason (torn_tail: cut off; corrupt: skipped)."
     );
     describe_gauge!(
         BUILD_INFO,
