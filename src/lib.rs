@@ -12,6 +12,7 @@ pub mod registry;
 pub mod runtime;
 pub mod store;
 pub mod telemetry;
+pub mod testing;
 
 #[path = "../receivers/mod.rs"]
 pub mod receivers;

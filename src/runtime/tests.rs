@@ -6,47 +6,16 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use parking_lot::Mutex;
-use serde::Deserialize;
-use tokio::sync::mpsc;
 
 use super::{Readiness, Service};
 use crate::component::{
-    BuildContext, ComponentConfig, ComponentError, Dropped, Emitter, ExportError, Exporter,
-    ExporterFactory, FlushReason, ProcessError, Processor, ProcessorFactory, Receiver,
-    ReceiverContext, ReceiverFactory, Refusal, RefusalReason, ResourceSpans, ScopeSpans, Span,
-    TraceBatch, TraceConsumer, Transport,
+    BuildContext, ComponentError, Dropped, Emitter, ExportError, Exporter, ExporterFactory,
+    FlushReason, ProcessError, Processor, ProcessorFactory, Refusal, RefusalReason, ResourceSpans,
+    ScopeSpans, Span, TraceBatch, TraceConsumer, Transport,
 };
 use crate::config::load_str_with_env;
 use crate::registry::Registry;
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-struct Empty {}
-impl ComponentConfig for Empty {}
-
-/// Hands the test the consumer the host gives the receiver.
-struct ProbeReceiver(mpsc::UnboundedSender<TraceConsumer>);
-struct ProbeReceiverRunning(mpsc::UnboundedSender<TraceConsumer>);
-
-impl ReceiverFactory for ProbeReceiver {
-    type Config = Empty;
-    const TYPE: &'static str = "probe";
-    const EXAMPLE_YAML: &'static str = "probe: {}\n";
-    fn build(&self, _: Empty, _: &BuildContext) -> Result<Box<dyn Receiver>, ComponentError> {
-        Ok(Box::new(ProbeReceiverRunning(self.0.clone())))
-    }
-}
-
-#[async_trait]
-impl Receiver for ProbeReceiverRunning {
-    async fn start(
-        self: Box<Self>,
-        ctx: ReceiverContext,
-    ) -> Result<tokio::task::JoinHandle<()>, ComponentError> {
-        let _ = self.0.send(ctx.consumer.clone());
-        Ok(tokio::spawn(async move { ctx.shutdown.cancelled().await }))
-    }
-}
+use crate::testing::{NoConfig as Empty, ProbeReceiverFactory};
 
 /// Exports into a shared list; fails with a retryable error while `down` is set.
 #[derive(Clone, Default)]
@@ -142,9 +111,9 @@ struct Harness {
 }
 
 async fn start(yaml: &str, sink: &Sink, hold: &Hold) -> Harness {
-    let (tx, mut rx) = mpsc::unbounded_channel();
+    let (probe, mut rx) = ProbeReceiverFactory::new();
     let registry = Registry::empty()
-        .with_receiver(ProbeReceiver(tx))
+        .with_receiver(probe)
         .with_processor(hold.clone())
         .with_exporter(sink.clone());
     let config = load_str_with_env(yaml, "test.yaml", &registry, &|_| None)

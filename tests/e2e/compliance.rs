@@ -4,47 +4,14 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_trait::async_trait;
-use serde::Deserialize;
-use spanline::component::{
-    BuildContext, ComponentConfig, ComponentError, Kind, Receiver, ReceiverContext,
-    ReceiverFactory, TraceBatch, TraceConsumer, Transport,
-};
+use spanline::component::{Kind, TraceBatch, Transport};
 use spanline::config::load_str_with_env;
 use spanline::registry::Registry;
 use spanline::runtime::{Readiness, Service};
 use spanline::telemetry::server::install_recorder;
-use tokio::sync::mpsc;
+use spanline::testing::ProbeReceiverFactory;
 
 use crate::support::{FIXED_PORTS, client, request, sum_metric};
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-struct Empty {}
-impl ComponentConfig for Empty {}
-
-/// A receiver that hands the test its consumer, to feed processors and exporters directly.
-struct Probe(mpsc::UnboundedSender<TraceConsumer>);
-
-impl ReceiverFactory for Probe {
-    type Config = Empty;
-    const TYPE: &'static str = "probe";
-    const EXAMPLE_YAML: &'static str = "probe: {}\n";
-    fn build(&self, _: Empty, _: &BuildContext) -> Result<Box<dyn Receiver>, ComponentError> {
-        Ok(Box::new(Probe(self.0.clone())))
-    }
-}
-
-#[async_trait]
-impl Receiver for Probe {
-    async fn start(
-        self: Box<Self>,
-        ctx: ReceiverContext,
-    ) -> Result<tokio::task::JoinHandle<()>, ComponentError> {
-        let _ = self.0.send(ctx.consumer.clone());
-        Ok(tokio::spawn(async move { ctx.shutdown.cancelled().await }))
-    }
-}
 
 fn indent(yaml: &str) -> String {
     yaml.lines().map(|l| format!("  {l}\n")).collect()
@@ -114,8 +81,8 @@ fn grpc_port(example: &str) -> u16 {
 async fn every_component_example_runs_and_moves_the_standard_metrics() {
     let handle = install_recorder();
     let _ports = FIXED_PORTS.lock().await;
-    let (tx, mut consumers) = mpsc::unbounded_channel();
-    let registry = Registry::builtin().with_receiver(Probe(tx));
+    let (probe, mut consumers) = ProbeReceiverFactory::new();
+    let registry = Registry::builtin().with_receiver(probe);
     let builtin = Registry::builtin();
     for factory in builtin.all() {
         let kind = factory.kind();
