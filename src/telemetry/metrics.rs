@@ -25,6 +25,9 @@ pub const EXPORTER_QUEUE_CAPACITY: &str = "spanline_exporter_queue_capacity";
 pub const EXPORTER_QUEUE_CAPACITY_BYTES: &str = "spanline_exporter_queue_capacity_bytes";
 pub const EXPORTER_SEND_LATENCY: &str = "spanline_exporter_send_latency_seconds";
 pub const DEBUG_EXPORTER_SUPPRESSED_LOGS: &str = "spanline_debug_exporter_suppressed_logs_total";
+pub const ATTRIBUTES_REMOVED: &str = "spanline_attributes_removed_total";
+pub const ATTRIBUTES_HASHED: &str = "spanline_attributes_hashed_total";
+pub const SANITIZER_MASKED_VALUES: &str = "spanline_sanitizer_masked_values_total";
 pub const BUILD_INFO: &str = "spanline_build_info";
 /// metrics-process publishes `process_*` metrics under this prefix.
 pub const PROCESS_PREFIX: &str = "spanline_";
@@ -125,6 +128,21 @@ pub fn describe_all() {
         DEBUG_EXPORTER_SUPPRESSED_LOGS,
         Unit::Count,
         "Debug exporter log lines suppressed by its rate limit."
+    );
+    describe_counter!(
+        ATTRIBUTES_REMOVED,
+        Unit::Count,
+        "Attributes the attributes processor removed (allowlist or delete action)."
+    );
+    describe_counter!(
+        ATTRIBUTES_HASHED,
+        Unit::Count,
+        "Attribute values the attributes processor replaced by a salted SHA-256 hash."
+    );
+    describe_counter!(
+        SANITIZER_MASKED_VALUES,
+        Unit::Count,
+        "Values the sanitizer masked or hashed, by detector."
     );
     describe_gauge!(
         BUILD_INFO,
