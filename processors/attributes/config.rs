@@ -250,7 +250,7 @@ fn validate_action(path: &str, a: &ActionConfig, problems: &mut Problems) {
 
 fn check_extract_pattern(path: &str, pattern: &str, problems: &mut Problems) {
     match Regex::new(pattern) {
-        Err(err) => problems.error(path, format!("is not a valid regex: {err}")),
+        Err(err) => problems.error(path, format!("is not a valid regex: {}", regex_error(&err))),
         Ok(re) if re.capture_names().flatten().next().is_none() => problems.error(
             path,
             "has no named capture group such as (?P<user>\\w+); extract creates one attribute per name",
@@ -300,6 +300,13 @@ fn validate_match(name: &str, m: &MatchConfig, problems: &mut Problems) {
 
 fn check_regex(path: &str, pattern: &str, problems: &mut Problems) {
     if let Err(err) = Regex::new(pattern) {
-        problems.error(path, format!("is not a valid regex: {err}"));
+        problems.error(path, format!("is not a valid regex: {}", regex_error(&err)));
     }
+}
+
+/// The regex crate's multi-line error (pattern, caret, reason) reduced to its reason.
+fn regex_error(err: &regex::Error) -> String {
+    let text = err.to_string();
+    let last = text.lines().last().unwrap_or_default();
+    last.trim().trim_start_matches("error: ").to_string()
 }

@@ -129,8 +129,15 @@ fn check_regexes(name: &str, patterns: &[String], problems: &mut Problems) {
         if let Err(err) = Regex::new(p) {
             problems.error(
                 format!("{name}[{i}]"),
-                format!("is not a valid regex: {err}"),
+                format!("is not a valid regex: {}", regex_error(&err)),
             );
         }
     }
+}
+
+/// The regex crate's multi-line error (pattern, caret, reason) reduced to its reason.
+fn regex_error(err: &regex::Error) -> String {
+    let text = err.to_string();
+    let last = text.lines().last().unwrap_or_default();
+    last.trim().trim_start_matches("error: ").to_string()
 }
