@@ -485,3 +485,35 @@ fn globs_become_anchored_escaped_regexes() {
     assert!(!re.is_match("xhttp.method"));
     assert!(!re.is_match("httpXmethod"));
 }
+
+#[tokio::test]
+async fn nested_values_follow_their_top_level_key() {
+    use opentelemetry_proto::tonic::common::v1::{ArrayValue, KeyValueList};
+    let map = AnyValue {
+        value: Some(any_value::Value::KvlistValue(KeyValueList {
+            values: attrs(&[("inner.secret", "x")]),
+        })),
+    };
+    let list = AnyValue {
+        value: Some(any_value::Value::ArrayValue(ArrayValue {
+            values: vec![s("a"), i(1)],
+        })),
+    };
+    let input = || {
+        batch(
+            "svc",
+            vec![kv("kept.map", map.clone()), kv("other.list", list.clone())],
+        )
+    };
+    let out = run("allowlist: { span: { allowed_keys: [kept.*] } }", input()).await;
+    assert_eq!(the_span(&out).attributes, vec![kv("kept.map", map.clone())]);
+
+    let yaml = "hash_salt: s\nallowlist: { span: { allowed_keys: [kept.*], action: hash } }";
+    let a = run(yaml, input()).await;
+    let b = run(yaml, input()).await;
+    let Some(any_value::Value::StringValue(h)) = get(&the_span(&a).attributes, "other.list") else {
+        panic!("a disallowed array should be hashed into a string");
+    };
+    assert_eq!(h.len(), 64);
+    assert_eq!(the_span(&a).attributes, the_span(&b).attributes);
+}
