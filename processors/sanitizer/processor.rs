@@ -17,6 +17,7 @@ use super::detectors::Scanner;
 use super::mask::Masker;
 use super::{sql, url};
 use crate::component::names::SANITIZER_MASKED_VALUES;
+use crate::component::tenant::TENANT_ATTRIBUTE;
 use crate::component::{
     AnyValue, ComponentError, Dropped, Emitter, KeyValue, ProcessError, Processor, Span,
     TraceBatch, any_value::Value,
@@ -26,6 +27,9 @@ use crate::component::{
 pub const MASKED_COUNT_KEY: &str = "sanitizer.masked.count";
 /// Summary attribute: the keys whose values were masked, sorted, comma-separated.
 pub const MASKED_KEYS_KEY: &str = "sanitizer.masked.keys";
+
+/// Resource keys the sanitizer never changes: the tenant and the service.
+pub const PROTECTED_RESOURCE_KEYS: [&str; 2] = [TENANT_ATTRIBUTE, "service.name"];
 
 const DB_STATEMENT_KEYS: [&str; 2] = ["db.statement", "db.query.text"];
 
@@ -131,13 +135,13 @@ impl SanitizerProcessor {
     fn sanitize_span(&self, span: &mut Span, tally: &mut Tally) {
         tally.span_count = 0;
         tally.span_keys.clear();
-        self.sanitize_attrs(&mut span.attributes, tally, true);
+        self.sanitize_attrs(&mut span.attributes, tally);
         for event in &mut span.events {
             self.sanitize_name(&mut event.name, tally);
-            self.sanitize_attrs(&mut event.attributes, tally, true);
+            self.sanitize_attrs(&mut event.attributes, tally);
         }
         for link in &mut span.links {
-            self.sanitize_attrs(&mut link.attributes, tally, true);
+            self.sanitize_attrs(&mut link.attributes, tally);
         }
         self.sanitize_name(&mut span.name, tally);
         if let Some(status) = &mut span.status
@@ -150,10 +154,20 @@ impl SanitizerProcessor {
         }
     }
 
-    fn sanitize_attrs(&self, attrs: &mut [KeyValue], tally: &mut Tally, record: bool) {
+    fn sanitize_attrs(&self, attrs: &mut [KeyValue], tally: &mut Tally) {
         for kv in attrs {
-            if self.sanitize_kv(kv, tally) && record {
+            if self.sanitize_kv(kv, tally) {
                 tally.record_key(&kv.key);
+            }
+        }
+    }
+
+    /// Resource attributes, except the tenant and the service: a broad key pattern must not
+    /// break routing, quotas and queries, which depend on them.
+    fn sanitize_resource(&self, attrs: &mut [KeyValue], tally: &mut Tally) {
+        for kv in attrs {
+            if !PROTECTED_RESOURCE_KEYS.contains(&kv.key.as_str()) {
+                self.sanitize_kv(kv, tally);
             }
         }
     }
@@ -319,7 +333,7 @@ impl Processor for SanitizerProcessor {
         let mut tally = Tally::default();
         for rs in &mut batch.resource_spans {
             if let Some(resource) = &mut rs.resource {
-                self.sanitize_attrs(&mut resource.attributes, &mut tally, false);
+                self.sanitize_resource(&mut resource.attributes, &mut tally);
             }
             for ss in &mut rs.scope_spans {
                 for span in &mut ss.spans {

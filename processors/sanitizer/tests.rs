@@ -337,11 +337,14 @@ async fn every_scope_is_sanitized_and_summarised() {
     let resource = vec![
         kv("owner", s("team@corp.io")),
         kv("service.name", s("mail")),
+        kv("tenant.id", s("acme")),
     ];
-    let (out, metrics) = run_full("detectors: [email]\nsummary: true", wrap(resource, span)).await;
+    let yaml = "detectors: [email]\nsummary: true\nblocked_key_patterns: ['^tenant', 'name$']";
+    let (out, metrics) = run_full(yaml, wrap(resource, span)).await;
     let r = &out.resource_spans[0].resource.as_ref().unwrap().attributes;
     assert_eq!(text(r, "owner"), "****");
-    assert_eq!(text(r, "service.name"), "mail");
+    assert_eq!(text(r, "service.name"), "mail", "never masked");
+    assert_eq!(text(r, "tenant.id"), "acme", "never masked");
     let sp = the_span(&out);
     assert_eq!(sp.name, "notify ****");
     assert_eq!(sp.events[0].name, "mail to ****");
