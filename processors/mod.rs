@@ -1,4 +1,6 @@
 //! Built-in processors.
 
+pub mod attributes;
 pub mod batch;
 pub mod memory_limiter;
+pub mod sanitizer;

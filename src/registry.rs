@@ -24,6 +24,8 @@ impl Registry {
             .with_receiver(receivers::otlp::OtlpReceiverFactory)
             .with_processor(processors::batch::BatchProcessorFactory)
             .with_processor(processors::memory_limiter::MemoryLimiterProcessorFactory)
+            .with_processor(processors::attributes::AttributesProcessorFactory)
+            .with_processor(processors::sanitizer::SanitizerProcessorFactory)
             .with_exporter(exporters::debug::DebugExporterFactory)
             .with_exporter(exporters::nop::NopExporterFactory)
             .with_exporter(exporters::otlp::OtlpExporterFactory)

@@ -29,6 +29,9 @@ pub const STORE_WAL_BYTES: &str = "spanline_store_wal_bytes";
 pub const STORE_WAL_SEGMENTS: &str = "spanline_store_wal_segments";
 pub const STORE_WAL_REPLAYED_SPANS: &str = "spanline_store_wal_replayed_spans_total";
 pub const STORE_WAL_TRUNCATED_BYTES: &str = "spanline_store_wal_truncated_bytes_total";
+pub const ATTRIBUTES_REMOVED: &str = "spanline_attributes_removed_total";
+pub const ATTRIBUTES_HASHED: &str = "spanline_attributes_hashed_total";
+pub const SANITIZER_MASKED_VALUES: &str = "spanline_sanitizer_masked_values_total";
 pub const BUILD_INFO: &str = "spanline_build_info";
 /// metrics-process publishes `process_*` metrics under this prefix.
 pub const PROCESS_PREFIX: &str = "spanline_";
@@ -129,6 +132,21 @@ pub fn describe_all() {
         DEBUG_EXPORTER_SUPPRESSED_LOGS,
         Unit::Count,
         "Debug exporter log lines suppressed by its rate limit."
+    );
+    describe_counter!(
+        ATTRIBUTES_REMOVED,
+        Unit::Count,
+        "Attributes the attributes processor removed (allowlist or delete action)."
+    );
+    describe_counter!(
+        ATTRIBUTES_HASHED,
+        Unit::Count,
+        "Attribute values the attributes processor replaced by a salted SHA-256 hash."
+    );
+    describe_counter!(
+        SANITIZER_MASKED_VALUES,
+        Unit::Count,
+        "Values the sanitizer masked or hashed, by detector."
     );
     describe_gauge!(
         STORE_WAL_BYTES,
