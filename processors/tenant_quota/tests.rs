@@ -499,3 +499,221 @@ fn resources_without_a_tenant_count_as_the_default_tenant() {
         );
     });
 }
+
+// ---------------------------------------------------------------------------------------
+// Over loopback: the otlp receiver with API keys feeding this processor
+// ---------------------------------------------------------------------------------------
+
+mod loopback {
+    use std::collections::HashMap;
+    use std::net::SocketAddr;
+    use std::sync::{Arc, Mutex};
+
+    use opentelemetry_proto::tonic::collector::trace::v1::trace_service_client::TraceServiceClient;
+    use tokio::time::Instant;
+    use tokio_util::sync::CancellationToken;
+    use tonic::Code;
+    use tonic_types::StatusExt;
+
+    use super::*;
+    use crate::component::{
+        ExportTraceServiceRequest, PipelineInlet, PipelineMsg, ReceiverContext, TraceConsumer,
+    };
+    use crate::receivers::otlp::{
+        AuthConfig, GrpcConfig, OtlpReceiver, OtlpReceiverConfig, Protocols,
+    };
+
+    const NOISY_RATE: u64 = 200;
+    const WINDOW: Duration = Duration::from_secs(2);
+
+    /// Spans that reached the pipeline's output, by tenant.
+    type Delivered = Arc<Mutex<HashMap<String, usize>>>;
+
+    /// Serves the receiver (keys for calm and noisy, required) and a pipeline task running
+    /// the processor; returns the gRPC address and what the pipeline passed on.
+    async fn serve(shutdown: CancellationToken) -> (SocketAddr, Delivered) {
+        let config = OtlpReceiverConfig {
+            protocols: Protocols {
+                grpc: Some(GrpcConfig {
+                    endpoint: "127.0.0.1:0".into(),
+                    ..Default::default()
+                }),
+                http: None,
+            },
+            auth: AuthConfig {
+                api_keys: [
+                    ("key-calm".to_string(), "calm".to_string()),
+                    ("key-noisy".to_string(), "noisy".to_string()),
+                ]
+                .into(),
+                api_keys_file: None,
+                required: true,
+            },
+            ..Default::default()
+        };
+        let mut quota_config = two_tenants(Action::Refuse);
+        quota_config.defaults = rate(5000, 0);
+        quota_config.tenants.insert(
+            "noisy".into(),
+            LimitOverrides {
+                rate_limit_spans: Some(NOISY_RATE),
+                burst_size_spans: Some(NOISY_RATE),
+                ..Default::default()
+            },
+        );
+        let mut quota = TenantQuota::new(&quota_config);
+        let (inlet, mut rx) = PipelineInlet::channel("traces", 64);
+        let delivered = Delivered::default();
+        let counts = delivered.clone();
+        tokio::spawn(async move {
+            while let Some(PipelineMsg { batch, reply }) = rx.recv().await {
+                let outcome = process(&mut quota, batch).await;
+                for mut batch in outcome.out {
+                    batch.release_acks();
+                    for rs in &batch.resource_spans {
+                        let tenant = tenant_of(rs.resource.as_ref()).unwrap().to_string();
+                        let n: usize = rs.scope_spans.iter().map(|ss| ss.spans.len()).sum();
+                        *counts.lock().unwrap().entry(tenant).or_default() += n;
+                    }
+                }
+                let _ = reply.send(outcome.refusal.map_or(Ok(()), Err));
+            }
+        });
+        let ctx = ReceiverContext {
+            id: "otlp".into(),
+            consumer: TraceConsumer::new("otlp", vec![inlet]),
+            shutdown,
+        };
+        let bound = OtlpReceiver::new("otlp", config)
+            .unwrap()
+            .bind()
+            .await
+            .unwrap();
+        let addr = bound.grpc_addr().unwrap();
+        bound.serve(ctx);
+        (addr, delivered)
+    }
+
+    fn request(tenant_claim: &str, n: usize) -> ExportTraceServiceRequest {
+        ExportTraceServiceRequest {
+            resource_spans: vec![resource(tenant_claim, spans(7, n))],
+        }
+    }
+
+    /// Sends `n` spans every `every` for `window` with `key`; returns (sent, refused) spans.
+    async fn send_for(
+        addr: SocketAddr,
+        key: &str,
+        n: usize,
+        every: Duration,
+        window: Duration,
+    ) -> (usize, usize) {
+        let mut client = TraceServiceClient::connect(format!("http://{addr}"))
+            .await
+            .unwrap();
+        let (mut sent, mut refused) = (0, 0);
+        let start = Instant::now();
+        let mut tick = tokio::time::interval(every);
+        while start.elapsed() < window {
+            tick.tick().await;
+            // The claim is ignored: the key names the tenant.
+            let mut call = tonic::Request::new(request("calm", n));
+            let bearer = format!("Bearer {key}");
+            call.metadata_mut()
+                .insert("authorization", bearer.parse().unwrap());
+            sent += n;
+            if let Err(status) = client.export(call).await {
+                assert_eq!(status.code(), Code::ResourceExhausted, "{status:?}");
+                refused += n;
+            }
+        }
+        (sent, refused)
+    }
+
+    /// Sends `total` spans in requests of `n`, retrying refused ones after their RetryInfo delay.
+    async fn send_retrying(addr: SocketAddr, key: &str, n: usize, total: usize) -> usize {
+        let mut client = TraceServiceClient::connect(format!("http://{addr}"))
+            .await
+            .unwrap();
+        let mut delivered = 0;
+        while delivered < total {
+            let mut call = tonic::Request::new(request("noisy", n));
+            let bearer = format!("Bearer {key}");
+            call.metadata_mut()
+                .insert("authorization", bearer.parse().unwrap());
+            match client.export(call).await {
+                Ok(_) => delivered += n,
+                Err(status) => {
+                    assert_eq!(status.code(), Code::ResourceExhausted, "{status:?}");
+                    let delay = status
+                        .get_details_retry_info()
+                        .unwrap()
+                        .retry_delay
+                        .unwrap();
+                    tokio::time::sleep(delay).await;
+                }
+            }
+        }
+        delivered
+    }
+
+    #[test]
+    fn a_noisy_tenant_is_held_to_its_rate_while_a_calm_one_is_untouched() {
+        let recorder = PrometheusBuilder::new().build_recorder();
+        let metrics = recorder.handle();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        metrics::with_local_recorder(&recorder, || {
+            runtime.block_on(async {
+                let shutdown = CancellationToken::new();
+                let (addr, delivered) = serve(shutdown.clone()).await;
+                // noisy offers 10x its rate (100 spans every 50 ms); calm 500 spans/s.
+                let noisy = tokio::spawn(send_for(
+                    addr,
+                    "key-noisy",
+                    100,
+                    Duration::from_millis(50),
+                    WINDOW,
+                ));
+                let calm = tokio::spawn(send_for(
+                    addr,
+                    "key-calm",
+                    50,
+                    Duration::from_millis(100),
+                    WINDOW,
+                ));
+                let (noisy_sent, noisy_refused) = noisy.await.unwrap();
+                let (calm_sent, calm_refused) = calm.await.unwrap();
+
+                assert_eq!(calm_refused, 0);
+                let delivered_now = delivered.lock().unwrap().clone();
+                assert_eq!(delivered_now["calm"], calm_sent);
+                // At most the burst plus the rate over the window (+10%), at least 90% of the rate.
+                let noisy_delivered = delivered_now["noisy"] as f64;
+                let secs = WINDOW.as_secs_f64();
+                let low = NOISY_RATE as f64 * secs * 0.9;
+                let high = (NOISY_RATE as f64 * (secs + 1.0)) * 1.1;
+                assert!(
+                    (low..=high).contains(&noisy_delivered),
+                    "{noisy_delivered} not in {low}..{high}"
+                );
+                assert!(noisy_refused > 0);
+                assert_eq!(noisy_delivered as usize + noisy_refused, noisy_sent);
+                assert_eq!(
+                    refused(&metrics, "noisy", "rate_limited"),
+                    noisy_refused as u64
+                );
+                assert_eq!(refused(&metrics, "calm", "rate_limited"), 0);
+
+                // A sender that retries after the RetryInfo delay gets everything through.
+                let before = delivered.lock().unwrap()["noisy"];
+                let sent = send_retrying(addr, "key-noisy", 100, 300).await;
+                assert_eq!(sent, 300);
+                assert_eq!(delivered.lock().unwrap()["noisy"], before + 300);
+                shutdown.cancel();
+            })
+        });
+    }
+}
