@@ -75,18 +75,27 @@ pub struct Limits {
     pub max_events_per_span: usize,
 }
 
-/// A tenant's overrides: each key present replaces the default.
+/// A tenant's overrides: each key present replaces the default; units as in [`Limits`].
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct LimitOverrides {
+    /// Spans per second.
     pub rate_limit_spans: Option<u64>,
+    /// Spans.
     pub burst_size_spans: Option<u64>,
+    /// Bytes per second.
     pub rate_limit_bytes: Option<ByteSize>,
+    /// Bytes.
     pub burst_size_bytes: Option<ByteSize>,
+    /// Spans per trace.
     pub max_spans_per_trace: Option<u64>,
+    /// Bytes per trace.
     pub max_bytes_per_trace: Option<ByteSize>,
+    /// Attributes per span.
     pub max_attributes_per_span: Option<usize>,
+    /// Bytes per attribute value.
     pub max_attribute_value_bytes: Option<ByteSize>,
+    /// Events per span.
     pub max_events_per_span: Option<usize>,
 }
 

@@ -71,9 +71,12 @@ impl TenantQuota {
     /// Checks every tenant's share against its buckets. Returns the over-quota tenants.
     fn admit(&mut self, batch: &TraceBatch, now: Instant) -> (usize, Vec<(Share, OverQuota)>) {
         let shares = shares(batch);
-        let count = shares.len();
+        let count = shares.iter().filter(|s| s.spans > 0).count();
         let mut over = Vec::new();
         for share in shares {
+            if share.spans == 0 {
+                continue;
+            }
             let limits = limits_for(&self.overrides, &self.defaults, &share.tenant);
             let state = self.tenants.get_or_insert(&share.tenant, || limits, now);
             if let Err(quota) = state.admit(&share.tenant, share.spans, share.bytes, now) {

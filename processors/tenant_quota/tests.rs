@@ -10,9 +10,9 @@ use super::config::{Action, LimitOverrides, Limits, TenantQuotaConfig};
 use super::{REASON_QUOTA, REASON_TRACE_TOO_LARGE, TenantQuota, TenantQuotaProcessorFactory};
 use crate::component::tenant::{TENANT_ATTRIBUTE, tenant_of};
 use crate::component::{
-    AnyValue, ByteSize, ComponentConfig, Dropped, Emitter, HumanDuration, KeyValue, Problems,
-    ProcessError, Processor, ProcessorFactory, Refusal, RefusalReason, Resource, ResourceSpans,
-    ScopeSpans, Span, TraceBatch, any_value, names,
+    AnyValue, BuildContext, ByteSize, ComponentConfig, Dropped, Emitter, HumanDuration, KeyValue,
+    Problems, ProcessError, Processor, ProcessorFactory, Refusal, RefusalReason, Resource,
+    ResourceSpans, ScopeSpans, Span, TraceBatch, any_value, names,
 };
 
 /// Runs a test on a paused current-thread runtime with a local metrics recorder.
@@ -196,6 +196,40 @@ fn example_yaml_parses_validates_and_merges_overrides() {
     let empty: TenantQuotaConfig = serde_yaml::from_str("{}").unwrap();
     assert_eq!(empty.action, Action::Refuse);
     assert_eq!(empty.defaults, Limits::default());
+}
+
+#[test]
+fn the_factory_builds_a_working_processor_from_its_example() {
+    run(|_| async move {
+        let section: serde_yaml::Value =
+            serde_yaml::from_str(TenantQuotaProcessorFactory::EXAMPLE_YAML).unwrap();
+        let config = serde_yaml::from_value(section["tenant_quota"].clone()).unwrap();
+        let ctx = BuildContext {
+            id: "tenant_quota".into(),
+            pipeline: Some("traces".into()),
+        };
+        let mut processor = TenantQuotaProcessorFactory.build(config, &ctx).unwrap();
+        let mut out = Emitter::default();
+        let mut dropped = Dropped::default();
+        // noisy's burst is 20000 spans: 20001 of one trace pass a full bucket (so the next
+        // request is refused), and then max_spans_per_trace keeps 10000 of them.
+        let first = of("noisy", 20_001);
+        processor
+            .process(first, &mut out, &mut dropped)
+            .await
+            .unwrap();
+        assert_eq!(out.drain().map(|b| b.span_count()).sum::<usize>(), 10_000);
+        assert_eq!(dropped.total(), 10_001);
+        let second = processor
+            .process(of("noisy", 1), &mut out, &mut dropped)
+            .await;
+        assert!(matches!(second, Err(ProcessError::Refused(_))));
+        processor
+            .process(of("calm", 1), &mut out, &mut dropped)
+            .await
+            .unwrap();
+        assert_eq!(out.drain().count(), 1);
+    });
 }
 
 #[test]

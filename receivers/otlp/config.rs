@@ -20,7 +20,8 @@ pub struct OtlpReceiverConfig {
 }
 
 /// API keys (`authorization: Bearer <key>`), each mapped to the tenant it speaks for.
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+/// Its `Debug` output shows how many keys there are, never the keys.
+#[derive(Clone, Default, PartialEq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct AuthConfig {
     /// Key -> tenant id. Keys may come from the environment (`"${env:KEY}": acme`).
@@ -29,6 +30,16 @@ pub struct AuthConfig {
     pub api_keys_file: Option<String>,
     /// When true, a request without a known key is refused (UNAUTHENTICATED / 401).
     pub required: bool,
+}
+
+impl std::fmt::Debug for AuthConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuthConfig")
+            .field("api_keys", &format_args!("<{} keys>", self.api_keys.len()))
+            .field("api_keys_file", &self.api_keys_file)
+            .field("required", &self.required)
+            .finish()
+    }
 }
 
 /// How a tenant is found when no API key names it.

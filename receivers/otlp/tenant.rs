@@ -40,7 +40,6 @@ pub(crate) enum Caller {
 }
 
 /// Resolves tenants for one receiver; shared by its gRPC and HTTP servers.
-#[derive(Debug)]
 pub(crate) struct TenantResolver {
     receiver: String,
     keys: Vec<(Vec<u8>, String)>,
@@ -160,6 +159,19 @@ impl TenantResolver {
     }
 }
 
+impl std::fmt::Debug for TenantResolver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TenantResolver")
+            .field("receiver", &self.receiver)
+            .field("keys", &format_args!("<{} keys>", self.keys.len()))
+            .field("required", &self.required)
+            .field("header", &self.header)
+            .field("from_resource", &self.from_resource)
+            .field("default_tenant", &self.default_tenant)
+            .finish()
+    }
+}
+
 /// The `tenant.id` a resource claims; a non-string value is refused rather than ignored.
 fn claimed_tenant(attributes: &[KeyValue]) -> Result<Option<&str>, TenantError> {
     for kv in attributes {
@@ -178,6 +190,15 @@ fn claimed_tenant(attributes: &[KeyValue]) -> Result<Option<&str>, TenantError> 
 
 /// Leaves exactly one `tenant.id` attribute, holding `tenant`; returns the bytes added.
 fn set_tenant(attributes: &mut Vec<KeyValue>, tenant: &str) -> usize {
+    let mut present = attributes.iter().filter(|kv| kv.key == TENANT_ATTRIBUTE);
+    if let (Some(only), None) = (present.next(), present.next())
+        && let Some(any_value::Value::StringValue(value)) =
+            only.value.as_ref().and_then(|v| v.value.as_ref())
+        && value == tenant
+    {
+        // The common case for well-behaved senders: nothing to change.
+        return 0;
+    }
     let before = attributes.len();
     attributes.retain(|kv| kv.key != TENANT_ATTRIBUTE);
     let added = if attributes.len() == before {
@@ -250,6 +271,13 @@ mod tests {
             required,
         };
         TenantResolver::new("otlp", &auth, &TenantConfig::default()).unwrap()
+    }
+
+    #[test]
+    fn debug_output_never_shows_keys() {
+        let text = format!("{:?}", resolver(true));
+        assert!(!text.contains("key-abc"), "{text}");
+        assert!(text.contains("<1 keys>"), "{text}");
     }
 
     #[test]
