@@ -4,3 +4,4 @@ pub mod attributes;
 pub mod batch;
 pub mod memory_limiter;
 pub mod sanitizer;
+pub mod tenant_quota;

@@ -26,6 +26,7 @@ impl Registry {
             .with_processor(processors::memory_limiter::MemoryLimiterProcessorFactory)
             .with_processor(processors::attributes::AttributesProcessorFactory)
             .with_processor(processors::sanitizer::SanitizerProcessorFactory)
+            .with_processor(processors::tenant_quota::TenantQuotaProcessorFactory)
             .with_exporter(exporters::debug::DebugExporterFactory)
             .with_exporter(exporters::nop::NopExporterFactory)
             .with_exporter(exporters::otlp::OtlpExporterFactory)

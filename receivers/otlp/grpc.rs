@@ -2,6 +2,7 @@
 //! errors into INTERNAL and hides them), so bad input gets a precise, counted error.
 
 use std::convert::Infallible;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use bytes::{Buf, Bytes};
@@ -13,6 +14,7 @@ use tonic::server::{Grpc, NamedService};
 use tonic::{Code, Request, Response, Status, Streaming};
 
 use super::codec::{decode_protobuf, deliver, refusal_status};
+use super::tenant::{Caller, TenantError, TenantResolver};
 use crate::component::{
     ExportTraceServiceResponse, Refusal, RefusalReason, TraceConsumer, Transport,
 };
@@ -26,13 +28,19 @@ pub const EXPORT_PATH: &str = "/opentelemetry.proto.collector.trace.v1.TraceServ
 #[derive(Clone)]
 pub(crate) struct TraceGrpcService {
     consumer: TraceConsumer,
+    tenants: Arc<TenantResolver>,
     max_msg_size: usize,
 }
 
 impl TraceGrpcService {
-    pub(crate) fn new(consumer: TraceConsumer, max_msg_size: usize) -> Self {
+    pub(crate) fn new(
+        consumer: TraceConsumer,
+        tenants: Arc<TenantResolver>,
+        max_msg_size: usize,
+    ) -> Self {
         Self {
             consumer,
+            tenants,
             max_msg_size,
         }
     }
@@ -56,7 +64,16 @@ impl tower::Service<http::Request<Body>> for TraceGrpcService {
             let status = Status::unimplemented(format!("{} is not served", request.uri().path()));
             return Box::pin(async move { Ok(status.into_http()) });
         }
-        let handler = ExportHandler(self.clone());
+        // The caller is known from the metadata alone: an unauthenticated request is
+        // answered before its body is read.
+        let caller = match self.tenants.identify(request.headers()) {
+            Ok(caller) => caller,
+            Err(error) => {
+                let status = self.tenant_status(&error);
+                return Box::pin(async move { Ok(status.into_http()) });
+            }
+        };
+        let handler = ExportHandler(self.clone(), caller);
         let max = self.max_msg_size;
         Box::pin(async move {
             // tonic checks the frame length against the limit and stops inflating gzip at
@@ -70,7 +87,7 @@ impl tower::Service<http::Request<Body>> for TraceGrpcService {
 }
 
 /// One Export call, served as a client stream so framing errors reach us and get counted.
-struct ExportHandler(TraceGrpcService);
+struct ExportHandler(TraceGrpcService, Caller);
 
 impl tower::Service<Request<Streaming<Bytes>>> for ExportHandler {
     type Response = Response<ExportTraceServiceResponse>;
@@ -83,9 +100,10 @@ impl tower::Service<Request<Streaming<Bytes>>> for ExportHandler {
 
     fn call(&mut self, request: Request<Streaming<Bytes>>) -> Self::Future {
         let service = self.0.clone();
+        let caller = self.1.clone();
         Box::pin(async move {
             service
-                .export(request.into_inner())
+                .export(request.into_inner(), &caller)
                 .await
                 .map(Response::new)
         })
@@ -96,6 +114,7 @@ impl TraceGrpcService {
     async fn export(
         &self,
         mut stream: Streaming<Bytes>,
+        caller: &Caller,
     ) -> Result<ExportTraceServiceResponse, Status> {
         let body = match stream.message().await {
             Ok(Some(body)) => body,
@@ -109,21 +128,39 @@ impl TraceGrpcService {
             Err(status) => return Err(self.framing_error(status)),
         };
         let wire_size = body.len();
-        let request = match decode_protobuf(body) {
+        let mut request = match decode_protobuf(body) {
             Ok(request) => request,
             Err(error) => {
                 return Err(self.refuse(error.reason(), Code::InvalidArgument, error.to_string()));
             }
         };
-        deliver(&self.consumer, Transport::Grpc, request, Some(wire_size))
-            .await
-            .map_err(|refusal| refusal_to_status(&refusal))
+        let added = self
+            .tenants
+            .apply(caller, &mut request.resource_spans)
+            .map_err(|error| self.tenant_status(&error))?;
+        deliver(
+            &self.consumer,
+            Transport::Grpc,
+            request,
+            Some(wire_size + added),
+        )
+        .await
+        .map_err(|refusal| refusal_to_status(&refusal))
     }
 
     /// Counts a request refused before decoding and builds its status.
     fn refuse(&self, reason: &'static str, code: Code, message: impl Into<String>) -> Status {
         self.consumer.refused_request(Transport::Grpc, reason);
         Status::new(code, message)
+    }
+
+    /// UNAUTHENTICATED or INVALID_ARGUMENT for a tenant that cannot be accepted, counted.
+    fn tenant_status(&self, error: &TenantError) -> Status {
+        let code = match error {
+            TenantError::Unauthenticated(_) => Code::Unauthenticated,
+            TenantError::InvalidTenant(_) => Code::InvalidArgument,
+        };
+        self.refuse(error.reason(), code, error.to_string())
     }
 
     /// Maps an error from tonic's framing layer (size limits, gzip, truncation) to the

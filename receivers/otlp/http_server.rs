@@ -7,7 +7,9 @@ use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
-use http::header::{ALLOW, CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_TYPE, RETRY_AFTER};
+use http::header::{
+    ALLOW, CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE,
+};
 use http::{HeaderMap, HeaderValue, Method, StatusCode};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 use prost::Message;
@@ -16,6 +18,7 @@ use super::codec::{
     DecodeError, RpcStatus, decode_json, decode_protobuf, deliver, gunzip_capped, refusal_status,
     retry_after_secs,
 };
+use super::tenant::{Caller, TenantError, TenantResolver};
 use crate::component::{
     ExportTraceServiceResponse, Refusal, RefusalReason, TraceConsumer, Transport,
 };
@@ -27,6 +30,7 @@ const JSON: &str = "application/json";
 const CODE_INVALID_ARGUMENT: i32 = 3;
 const CODE_RESOURCE_EXHAUSTED: i32 = 8;
 const CODE_UNAVAILABLE: i32 = 14;
+const CODE_UNAUTHENTICATED: i32 = 16;
 
 /// The body format of a request, which is also the format of its response.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -37,15 +41,22 @@ enum Format {
 
 struct HttpState {
     consumer: TraceConsumer,
+    tenants: Arc<TenantResolver>,
     traces_path: String,
     max_body_size: usize,
 }
 
 /// The router for one HTTP endpoint. Paths are matched by hand rather than through axum's
 /// route syntax, so any configured path works as written.
-pub(crate) fn router(consumer: TraceConsumer, traces_path: &str, max_body_size: usize) -> Router {
+pub(crate) fn router(
+    consumer: TraceConsumer,
+    tenants: Arc<TenantResolver>,
+    traces_path: &str,
+    max_body_size: usize,
+) -> Router {
     let state = Arc::new(HttpState {
         consumer,
+        tenants,
         traces_path: traces_path.to_string(),
         max_body_size,
     });
@@ -68,7 +79,12 @@ async fn handle(State(state): State<Arc<HttpState>>, request: Request) -> Respon
         Ok(format) => format,
         Err(failure) => return state.refuse(failure, Format::Json),
     };
-    match export(&state, format, request).await {
+    // Authentication comes before the body is read: an unknown caller costs no decoding.
+    let caller = match state.tenants.identify(request.headers()) {
+        Ok(caller) => caller,
+        Err(error) => return state.refuse(Failure::tenant(error), format),
+    };
+    match export(&state, format, &caller, request).await {
         Ok(response) => success(format, &response),
         Err(failure) => state.refuse(failure, format),
     }
@@ -78,6 +94,7 @@ async fn handle(State(state): State<Arc<HttpState>>, request: Request) -> Respon
 async fn export(
     state: &HttpState,
     format: Format,
+    caller: &Caller,
     request: Request,
 ) -> Result<ExportTraceServiceResponse, Failure> {
     let gzip = is_gzip(request.headers())?;
@@ -93,7 +110,12 @@ async fn export(
         }
         Format::Json => (decode_json(&body), None),
     };
-    let request = decoded.map_err(Failure::decode)?;
+    let mut request = decoded.map_err(Failure::decode)?;
+    let added = state
+        .tenants
+        .apply(caller, &mut request.resource_spans)
+        .map_err(Failure::tenant)?;
+    let wire_size = wire_size.map(|size| size + added);
     deliver(&state.consumer, Transport::Http, request, wire_size)
         .await
         .map_err(Failure::refused)
@@ -197,6 +219,8 @@ struct Failure {
     /// The refused-request reason to count; `None` when the consumer counted already.
     reason: Option<&'static str>,
     retry_after: Option<u64>,
+    /// Whether to ask for credentials (`WWW-Authenticate: Bearer`), as a 401 must.
+    challenge: bool,
 }
 
 impl Failure {
@@ -210,6 +234,29 @@ impl Failure {
             },
             reason,
             retry_after: None,
+            challenge: false,
+        }
+    }
+
+    /// 401 for a missing or unknown API key, 400 naming what is wrong with a tenant id.
+    fn tenant(error: TenantError) -> Self {
+        let reason = Some(error.reason());
+        match error {
+            TenantError::Unauthenticated(message) => Self {
+                challenge: true,
+                ..Self::new(
+                    StatusCode::UNAUTHORIZED,
+                    CODE_UNAUTHENTICATED,
+                    reason,
+                    message,
+                )
+            },
+            TenantError::InvalidTenant(message) => Self::new(
+                StatusCode::BAD_REQUEST,
+                CODE_INVALID_ARGUMENT,
+                reason,
+                message,
+            ),
         }
     }
 
@@ -234,6 +281,7 @@ impl Failure {
             status: refusal_status(code, &refusal),
             reason: None,
             retry_after: Some(retry_after_secs(&refusal)),
+            challenge: false,
         }
     }
 
@@ -252,6 +300,11 @@ impl Failure {
             response
                 .headers_mut()
                 .insert(RETRY_AFTER, HeaderValue::from(secs));
+        }
+        if self.challenge {
+            response
+                .headers_mut()
+                .insert(WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }
         response
     }

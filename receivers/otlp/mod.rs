@@ -5,13 +5,14 @@ pub mod config;
 mod grpc;
 mod http_server;
 mod server;
+mod tenant;
 
 #[cfg(test)]
 mod tests;
 
 use crate::component::{BuildContext, ComponentError, Receiver, ReceiverFactory};
 
-pub use config::{GrpcConfig, HttpConfig, OtlpReceiverConfig, Protocols};
+pub use config::{AuthConfig, GrpcConfig, HttpConfig, OtlpReceiverConfig, Protocols, TenantConfig};
 pub use grpc::{EXPORT_PATH, SERVICE_NAME};
 pub use server::{BoundOtlp, OtlpReceiver};
 
@@ -30,6 +31,14 @@ impl ReceiverFactory for OtlpReceiverFactory {
       endpoint: 127.0.0.1:4318
       traces_url_path: /v1/traces
       max_request_body_size: 16MiB
+  auth:
+    api_keys:
+      \"${env:SPANLINE_ACME_KEY:-key-acme-example}\": acme
+    required: false
+  tenant:
+    header: X-Scope-OrgID
+    from_resource_attribute: true
+    default_tenant: default
 ";
 
     fn build(
@@ -37,6 +46,6 @@ impl ReceiverFactory for OtlpReceiverFactory {
         config: Self::Config,
         ctx: &BuildContext,
     ) -> Result<Box<dyn Receiver>, ComponentError> {
-        Ok(Box::new(OtlpReceiver::new(ctx.id.clone(), config)))
+        Ok(Box::new(OtlpReceiver::new(ctx.id.clone(), config)?))
     }
 }

@@ -2,6 +2,7 @@
 
 use std::io;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -13,6 +14,7 @@ use tokio_util::sync::CancellationToken;
 use super::config::{GrpcConfig, HttpConfig, OtlpReceiverConfig};
 use super::grpc::TraceGrpcService;
 use super::http_server::router;
+use super::tenant::TenantResolver;
 use crate::component::{ComponentError, Receiver, ReceiverContext, TraceConsumer};
 
 /// How long to wait before accepting again after a failed accept (out of file descriptors,
@@ -23,20 +25,26 @@ const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 pub struct OtlpReceiver {
     id: String,
     config: OtlpReceiverConfig,
+    tenants: Arc<TenantResolver>,
 }
 
 impl OtlpReceiver {
-    pub fn new(id: impl Into<String>, config: OtlpReceiverConfig) -> Self {
-        Self {
-            id: id.into(),
+    /// Builds the receiver; reads `auth::api_keys_file` if one is configured.
+    pub fn new(id: impl Into<String>, config: OtlpReceiverConfig) -> Result<Self, ComponentError> {
+        let id = id.into();
+        let tenants = TenantResolver::new(&id, &config.auth, &config.tenant)?;
+        Ok(Self {
+            id,
             config,
-        }
+            tenants: Arc::new(tenants),
+        })
     }
 
     /// Binds the listener of every enabled protocol; serving starts with [`BoundOtlp::serve`].
     pub async fn bind(self) -> Result<BoundOtlp, ComponentError> {
         let mut bound = BoundOtlp {
             id: self.id,
+            tenants: self.tenants,
             grpc: None,
             http: None,
         };
@@ -75,6 +83,7 @@ async fn bind(id: &str, endpoint: &str) -> Result<TcpListener, ComponentError> {
 /// The receiver with its sockets bound, not yet serving.
 pub struct BoundOtlp {
     id: String,
+    tenants: Arc<TenantResolver>,
     grpc: Option<(TcpListener, GrpcConfig)>,
     http: Option<(TcpListener, HttpConfig)>,
 }
@@ -96,8 +105,11 @@ impl BoundOtlp {
         let mut servers = Vec::new();
         if let Some((listener, config)) = self.grpc {
             log_listening(&self.id, "grpc", &listener);
-            let service =
-                TraceGrpcService::new(ctx.consumer.clone(), config.max_recv_msg_size.as_usize());
+            let service = TraceGrpcService::new(
+                ctx.consumer.clone(),
+                self.tenants.clone(),
+                config.max_recv_msg_size.as_usize(),
+            );
             servers.push(tokio::spawn(serve_grpc(
                 self.id.clone(),
                 listener,
@@ -112,6 +124,7 @@ impl BoundOtlp {
                 listener,
                 config,
                 ctx.consumer.clone(),
+                self.tenants.clone(),
                 ctx.shutdown.clone(),
             )));
         }
@@ -152,10 +165,12 @@ async fn serve_http(
     listener: TcpListener,
     config: HttpConfig,
     consumer: TraceConsumer,
+    tenants: Arc<TenantResolver>,
     shutdown: CancellationToken,
 ) {
     let app = router(
         consumer,
+        tenants,
         &config.traces_url_path,
         config.max_request_body_size.as_usize(),
     );

@@ -28,9 +28,10 @@ use tonic::{Code, Status};
 use super::codec::{RETRY_INFO_TYPE_URL, RetryInfo, RpcStatus, read_capped};
 use super::server::{accept_nodelay, nodelay_listener};
 use super::{
-    EXPORT_PATH, GrpcConfig, HttpConfig, OtlpReceiver, OtlpReceiverConfig, OtlpReceiverFactory,
-    Protocols,
+    AuthConfig, EXPORT_PATH, GrpcConfig, HttpConfig, OtlpReceiver, OtlpReceiverConfig,
+    OtlpReceiverFactory, Protocols, TenantConfig,
 };
+use crate::component::tenant::{TENANT_ATTRIBUTE, tenant_of};
 use crate::component::{
     AnyValue, ByteSize, ComponentConfig, ComponentError, ExportTraceServiceRequest,
     ExportTraceServiceResponse, InstrumentationScope, KeyValue, PipelineInlet, PipelineMsg,
@@ -221,6 +222,7 @@ fn test_config() -> OtlpReceiverConfig {
                 max_request_body_size: ByteSize(LIMIT as u64),
             }),
         },
+        ..Default::default()
     }
 }
 
@@ -242,14 +244,22 @@ async fn start_raw(
         consumer: TraceConsumer::new("otlp", vec![inlet]),
         shutdown: shutdown.clone(),
     };
-    let bound = OtlpReceiver::new("otlp", config).bind().await.unwrap();
+    let bound = OtlpReceiver::new("otlp", config)
+        .unwrap()
+        .bind()
+        .await
+        .unwrap();
     let grpc = bound.grpc_addr().unwrap();
     let http = bound.http_addr().unwrap();
     (grpc, http, shutdown, bound.serve(ctx), rx)
 }
 
 async fn start() -> Running {
-    let (grpc, http, shutdown, handle, mut rx) = start_raw(test_config()).await;
+    start_with(test_config()).await
+}
+
+async fn start_with(config: OtlpReceiverConfig) -> Running {
+    let (grpc, http, shutdown, handle, mut rx) = start_raw(config).await;
     let answer = Arc::new(Mutex::new(Answer::Accept));
     let (tx, accepted) = mpsc::unbounded_channel();
     let mode = answer.clone();
@@ -349,6 +359,17 @@ fn request(spans: Vec<Span>) -> ExportTraceServiceRequest {
             schema_url: String::new(),
         }],
     }
+}
+
+/// The request as the receiver passes it on: every resource stamped with `tenant`.
+fn with_tenant(sent: &ExportTraceServiceRequest, tenant: &str) -> ExportTraceServiceRequest {
+    let mut stamped = sent.clone();
+    for rs in &mut stamped.resource_spans {
+        let resource = rs.resource.get_or_insert_with(Default::default);
+        resource.attributes.retain(|kv| kv.key != "tenant.id");
+        resource.attributes.push(string_attr("tenant.id", tenant));
+    }
+    stamped
 }
 
 fn valid_request() -> ExportTraceServiceRequest {
@@ -606,14 +627,15 @@ fn grpc_export_reaches_the_pipeline() {
         let response = client.export(sent.clone()).await.unwrap().into_inner();
         assert_eq!(response.partial_success, None);
         let batch = rx.next_batch().await;
-        assert_eq!(batch.resource_spans, sent.resource_spans);
-        assert_eq!(batch.size_hint(), sent.encoded_len());
+        let stamped = with_tenant(&sent, "default");
+        assert_eq!(batch.resource_spans, stamped.resource_spans);
+        assert_eq!(batch.size_hint(), stamped.encoded_len());
 
         let mut gzipped = grpc_client(rx.grpc)
             .await
             .send_compressed(CompressionEncoding::Gzip);
         gzipped.export(sent.clone()).await.unwrap();
-        assert_eq!(rx.next_batch().await.resource_spans, sent.resource_spans);
+        assert_eq!(rx.next_batch().await.resource_spans, stamped.resource_spans);
 
         let accepted = counter(
             &metrics,
@@ -868,8 +890,9 @@ fn http_protobuf_export_reaches_the_pipeline_plain_or_gzip() {
             let response = ExportTraceServiceResponse::decode(reply.body).unwrap();
             assert_eq!(response.partial_success, None);
             let batch = rx.next_batch().await;
-            assert_eq!(batch.resource_spans, sent.resource_spans);
-            assert_eq!(batch.size_hint(), encoded.len());
+            let stamped = with_tenant(&sent, "default");
+            assert_eq!(batch.resource_spans, stamped.resource_spans);
+            assert_eq!(batch.size_hint(), stamped.encoded_len());
         }
         let accepted = counter(
             &metrics,
@@ -1235,6 +1258,7 @@ fn http_serves_only_the_configured_traces_path() {
             shutdown: shutdown.clone(),
         };
         let bound = OtlpReceiver::new("otlp/custom", config)
+            .unwrap()
             .bind()
             .await
             .unwrap();
@@ -1430,4 +1454,251 @@ fn capped_inflation_reads_only_a_sliver_of_a_bomb() {
         counting.1,
         bomb.len()
     );
+}
+
+// ---------------------------------------------------------------------------------------
+// Tenants and authentication
+// ---------------------------------------------------------------------------------------
+
+fn tenancy_config(required: bool) -> OtlpReceiverConfig {
+    let mut config = test_config();
+    config.auth = AuthConfig {
+        api_keys: [("key-abc".to_string(), "acme".to_string())].into(),
+        api_keys_file: None,
+        required,
+    };
+    config.tenant = TenantConfig {
+        default_tenant: "fallback".into(),
+        ..Default::default()
+    };
+    config
+}
+
+/// A valid request whose resource claims `tenant.id = claimed`.
+fn claiming(claimed: &str) -> ExportTraceServiceRequest {
+    with_tenant(&valid_request(), claimed)
+}
+
+/// The `tenant.id` of every resource of a batch, failing on a resource with more than one.
+fn batch_tenants(batch: &TraceBatch) -> Vec<String> {
+    let mut tenants = Vec::new();
+    for rs in &batch.resource_spans {
+        let resource = rs.resource.as_ref().expect("a resource");
+        let count = resource
+            .attributes
+            .iter()
+            .filter(|kv| kv.key == TENANT_ATTRIBUTE)
+            .count();
+        assert_eq!(count, 1, "exactly one tenant.id per resource");
+        tenants.push(tenant_of(Some(resource)).unwrap().to_string());
+    }
+    tenants
+}
+
+async fn grpc_with(
+    addr: SocketAddr,
+    metadata: &[(&'static str, &str)],
+    sent: ExportTraceServiceRequest,
+) -> Result<ExportTraceServiceResponse, Status> {
+    let mut request = tonic::Request::new(sent);
+    for (key, value) in metadata {
+        request.metadata_mut().insert(*key, value.parse().unwrap());
+    }
+    grpc_client(addr)
+        .await
+        .export(request)
+        .await
+        .map(|r| r.into_inner())
+}
+
+fn overrides(metrics: &PrometheusHandle) -> u64 {
+    counter(
+        metrics,
+        names::RECEIVER_TENANT_OVERRIDES,
+        &[("receiver", "otlp")],
+    )
+}
+
+#[test]
+fn tenancy_config_parses_validates_and_reports_paths() {
+    let config = parse(
+        "protocols: { grpc: }\nauth: { api_keys: { k1: acme }, required: true }\ntenant: { header: X-Tenant, from_resource_attribute: false, default_tenant: anon }\n",
+    )
+    .unwrap();
+    assert_eq!(config.auth.api_keys["k1"], "acme");
+    assert!(config.auth.required);
+    assert_eq!(config.tenant.header, "X-Tenant");
+    assert!(!config.tenant.from_resource_attribute);
+    assert!(problems(&config).is_empty());
+    let defaults = parse("protocols: { grpc: }\n").unwrap();
+    assert_eq!(defaults.tenant.header, "X-Scope-OrgID");
+    assert_eq!(defaults.tenant.default_tenant, "default");
+    assert!(defaults.tenant.from_resource_attribute);
+
+    let broken = parse(
+        "protocols: { grpc: }\nauth: { api_keys: { secret-key: 'a b' }, required: true }\ntenant: { header: 'bad header', default_tenant: '..' }\n",
+    )
+    .unwrap();
+    let found = problems(&broken);
+    assert_eq!(found.len(), 3, "{found:?}");
+    assert!(found[0].starts_with("auth::api_keys::sec***: tenant id \"a b\" contains ' '"));
+    assert!(found[1].starts_with("tenant::header: must be a valid header name"));
+    assert!(found[2].starts_with("tenant::default_tenant: tenant id \"..\" is not allowed"));
+    let keyless = parse("protocols: { grpc: }\nauth: { required: true }\n").unwrap();
+    assert!(problems(&keyless)[0].starts_with("auth::required: is true but no api_keys"));
+}
+
+#[test]
+fn grpc_api_keys_authenticate_and_name_the_tenant() {
+    run(|metrics| async move {
+        let mut rx = start_with(tenancy_config(true)).await;
+        let missing = grpc_with(rx.grpc, &[], valid_request()).await.unwrap_err();
+        assert_eq!(missing.code(), Code::Unauthenticated);
+        assert!(missing.message().contains("missing API key"), "{missing:?}");
+        let wrong = grpc_with(
+            rx.grpc,
+            &[("authorization", "Bearer key-abd")],
+            valid_request(),
+        )
+        .await
+        .unwrap_err();
+        assert_eq!(wrong.code(), Code::Unauthenticated);
+        // A header does not stand in for a required key.
+        let header_only = grpc_with(rx.grpc, &[("x-scope-orgid", "acme")], valid_request())
+            .await
+            .unwrap_err();
+        assert_eq!(header_only.code(), Code::Unauthenticated);
+        assert_eq!(refused_requests(&metrics, "grpc", "unauthenticated"), 3);
+        assert!(rx.nothing_accepted());
+
+        // The key's tenant wins over what the client claims, and the attempt is counted.
+        let keyed = [
+            ("authorization", "Bearer key-abc"),
+            ("x-scope-orgid", "beta"),
+        ];
+        grpc_with(rx.grpc, &keyed, claiming("other")).await.unwrap();
+        assert_eq!(batch_tenants(&rx.next_batch().await), ["acme"]);
+        assert_eq!(overrides(&metrics), 1);
+        grpc_with(rx.grpc, &keyed, claiming("acme")).await.unwrap();
+        assert_eq!(batch_tenants(&rx.next_batch().await), ["acme"]);
+        assert_eq!(overrides(&metrics), 1, "a matching claim is no override");
+        rx.stop().await;
+    });
+}
+
+#[test]
+fn http_api_keys_authenticate_and_name_the_tenant() {
+    run(|metrics| async move {
+        let mut rx = start_with(tenancy_config(true)).await;
+        let client = http_client();
+        let body = claiming("other").encode_to_vec();
+        for headers in [
+            vec![PROTOBUF],
+            vec![PROTOBUF, ("authorization", "Bearer nope")],
+        ] {
+            let reply = post(&client, rx.http, "/v1/traces", &headers, body.clone()).await;
+            assert_eq!(reply.status, StatusCode::UNAUTHORIZED, "{headers:?}");
+            assert_eq!(reply.headers["www-authenticate"], "Bearer");
+            let status = RpcStatus::decode(reply.body).unwrap();
+            assert_eq!(status.code, Code::Unauthenticated as i32);
+        }
+        assert_eq!(refused_requests(&metrics, "http", "unauthenticated"), 2);
+        assert!(rx.nothing_accepted());
+
+        let headers = [PROTOBUF, ("authorization", "Bearer key-abc")];
+        let reply = post(&client, rx.http, "/v1/traces", &headers, body).await;
+        assert_eq!(reply.status, StatusCode::OK);
+        assert_eq!(batch_tenants(&rx.next_batch().await), ["acme"]);
+        assert_eq!(overrides(&metrics), 1);
+        rx.stop().await;
+    });
+}
+
+#[test]
+fn the_tenant_header_overrides_resources_when_no_key_is_given() {
+    run(|metrics| async move {
+        let mut rx = start_with(tenancy_config(false)).await;
+        grpc_with(rx.grpc, &[("x-scope-orgid", "beta")], claiming("other"))
+            .await
+            .unwrap();
+        assert_eq!(batch_tenants(&rx.next_batch().await), ["beta"]);
+        // An unknown key is ignored when keys are optional: the header still applies.
+        let unknown = [("authorization", "Bearer nope"), ("x-scope-orgid", "beta")];
+        grpc_with(rx.grpc, &unknown, valid_request()).await.unwrap();
+        assert_eq!(batch_tenants(&rx.next_batch().await), ["beta"]);
+
+        let client = http_client();
+        let headers = [PROTOBUF, ("X-Scope-OrgID", "gamma")];
+        let body = claiming("other").encode_to_vec();
+        let reply = post(&client, rx.http, "/v1/traces", &headers, body).await;
+        assert_eq!(reply.status, StatusCode::OK);
+        assert_eq!(batch_tenants(&rx.next_batch().await), ["gamma"]);
+        assert_eq!(overrides(&metrics), 2);
+        rx.stop().await;
+    });
+}
+
+#[test]
+fn resources_name_their_tenant_or_get_the_default() {
+    run(|metrics| async move {
+        let mut rx = start_with(tenancy_config(false)).await;
+        let mut mixed = claiming("gamma");
+        mixed.resource_spans.extend(valid_request().resource_spans);
+        grpc_with(rx.grpc, &[], mixed.clone()).await.unwrap();
+        assert_eq!(batch_tenants(&rx.next_batch().await), ["gamma", "fallback"]);
+
+        let client = http_client();
+        let body = serde_json::to_vec(&mixed).unwrap();
+        let reply = post(&client, rx.http, "/v1/traces", &[JSON], body).await;
+        assert_eq!(reply.status, StatusCode::OK);
+        assert_eq!(batch_tenants(&rx.next_batch().await), ["gamma", "fallback"]);
+
+        // With resource attributes not trusted, every resource gets the default.
+        let mut config = tenancy_config(false);
+        config.tenant.from_resource_attribute = false;
+        let mut untrusting = start_with(config).await;
+        grpc_with(untrusting.grpc, &[], mixed).await.unwrap();
+        let batch = untrusting.next_batch().await;
+        assert_eq!(batch_tenants(&batch), ["fallback", "fallback"]);
+        assert_eq!(overrides(&metrics), 0);
+        untrusting.stop().await;
+        rx.stop().await;
+    });
+}
+
+#[test]
+fn invalid_tenant_ids_are_refused_with_the_problem_named() {
+    run(|metrics| async move {
+        let mut rx = start_with(tenancy_config(false)).await;
+        let status = grpc_with(rx.grpc, &[("x-scope-orgid", "a/b")], valid_request())
+            .await
+            .unwrap_err();
+        assert_eq!(status.code(), Code::InvalidArgument);
+        assert!(status.message().contains("x-scope-orgid"), "{status:?}");
+        assert!(status.message().contains("'/'"), "{status:?}");
+        let status = grpc_with(rx.grpc, &[], claiming("..")).await.unwrap_err();
+        assert_eq!(status.code(), Code::InvalidArgument);
+        assert!(status.message().contains("tenant.id"), "{status:?}");
+        assert_eq!(refused_requests(&metrics, "grpc", "invalid_tenant"), 2);
+
+        let client = http_client();
+        let long = "x".repeat(151);
+        let headers = [JSON, ("x-scope-orgid", long.as_str())];
+        let reply = post(&client, rx.http, "/v1/traces", &headers, "{}").await;
+        assert_eq!(reply.status, StatusCode::BAD_REQUEST);
+        assert!(
+            reply.json()["message"]
+                .as_str()
+                .unwrap()
+                .contains("limit is 150")
+        );
+        let body = claiming("has space").encode_to_vec();
+        let reply = post(&client, rx.http, "/v1/traces", &[PROTOBUF], body).await;
+        assert_eq!(reply.status, StatusCode::BAD_REQUEST);
+        let status = RpcStatus::decode(reply.body).unwrap();
+        assert!(status.message.contains("contains ' '"), "{status:?}");
+        assert_eq!(refused_requests(&metrics, "http", "invalid_tenant"), 2);
+        assert!(rx.nothing_accepted());
+        rx.stop().await;
+    });
 }

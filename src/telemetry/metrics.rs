@@ -9,6 +9,9 @@ use crate::component::Transport;
 pub const RECEIVER_ACCEPTED_SPANS: &str = "spanline_receiver_accepted_spans_total";
 pub const RECEIVER_REFUSED_SPANS: &str = "spanline_receiver_refused_spans_total";
 pub const RECEIVER_REFUSED_REQUESTS: &str = "spanline_receiver_refused_requests_total";
+pub const RECEIVER_TENANT_OVERRIDES: &str = "spanline_receiver_tenant_overrides_total";
+pub const TENANT_REFUSED_SPANS: &str = "spanline_tenant_refused_spans_total";
+pub const TENANT_QUOTA_TRUNCATIONS: &str = "spanline_tenant_quota_truncations_total";
 pub const PROCESSOR_INCOMING_SPANS: &str = "spanline_processor_incoming_spans_total";
 pub const PROCESSOR_OUTGOING_SPANS: &str = "spanline_processor_outgoing_spans_total";
 pub const PROCESSOR_DROPPED_SPANS: &str = "spanline_processor_dropped_spans_total";
@@ -52,6 +55,21 @@ pub fn describe_all() {
         RECEIVER_REFUSED_REQUESTS,
         Unit::Count,
         "Requests refused before their spans could be decoded (malformed, too large, wrong content type), by reason."
+    );
+    describe_counter!(
+        RECEIVER_TENANT_OVERRIDES,
+        Unit::Count,
+        "Resources whose client-supplied tenant.id differed from the tenant named by the API key or tenant header, and was replaced."
+    );
+    describe_counter!(
+        TENANT_REFUSED_SPANS,
+        Unit::Count,
+        "Spans the tenant_quota processor refused or dropped, by tenant (first 100, then other) and reason (rate_limited, trace_too_large)."
+    );
+    describe_counter!(
+        TENANT_QUOTA_TRUNCATIONS,
+        Unit::Count,
+        "Attributes removed, attribute values truncated and events removed by the tenant_quota processor, by tenant and kind."
     );
     describe_counter!(
         PROCESSOR_INCOMING_SPANS,
