@@ -25,6 +25,12 @@ pub const EXPORTER_QUEUE_CAPACITY: &str = "spanline_exporter_queue_capacity";
 pub const EXPORTER_QUEUE_CAPACITY_BYTES: &str = "spanline_exporter_queue_capacity_bytes";
 pub const EXPORTER_SEND_LATENCY: &str = "spanline_exporter_send_latency_seconds";
 pub const DEBUG_EXPORTER_SUPPRESSED_LOGS: &str = "spanline_debug_exporter_suppressed_logs_total";
+pub const TAIL_SAMPLING_TRACES_IN_MEMORY: &str = "spanline_tail_sampling_traces_in_memory";
+pub const TAIL_SAMPLING_BYTES_IN_MEMORY: &str = "spanline_tail_sampling_bytes_in_memory";
+pub const TAIL_SAMPLING_DECISIONS: &str = "spanline_tail_sampling_decisions_total";
+pub const TAIL_SAMPLING_DECISION_LATENCY: &str = "spanline_tail_sampling_decision_latency_seconds";
+pub const TAIL_SAMPLING_LATE_SPANS: &str = "spanline_tail_sampling_late_spans_total";
+pub const TAIL_SAMPLING_EARLY_DECISIONS: &str = "spanline_tail_sampling_early_decisions_total";
 pub const BUILD_INFO: &str = "spanline_build_info";
 /// metrics-process publishes `process_*` metrics under this prefix.
 pub const PROCESS_PREFIX: &str = "spanline_";
@@ -125,6 +131,36 @@ pub fn describe_all() {
         DEBUG_EXPORTER_SUPPRESSED_LOGS,
         Unit::Count,
         "Debug exporter log lines suppressed by its rate limit."
+    );
+    describe_gauge!(
+        TAIL_SAMPLING_TRACES_IN_MEMORY,
+        Unit::Count,
+        "Traces buffered by a tail sampler shard, waiting for their decision."
+    );
+    describe_gauge!(
+        TAIL_SAMPLING_BYTES_IN_MEMORY,
+        Unit::Bytes,
+        "Encoded bytes of the spans buffered by a tail sampler shard."
+    );
+    describe_counter!(
+        TAIL_SAMPLING_DECISIONS,
+        Unit::Count,
+        "Traces decided by a tail sampler, by deciding policy and decision (sampled, not_sampled, dropped)."
+    );
+    describe_histogram!(
+        TAIL_SAMPLING_DECISION_LATENCY,
+        Unit::Seconds,
+        "Time from a trace's first span to its tail sampling decision."
+    );
+    describe_counter!(
+        TAIL_SAMPLING_LATE_SPANS,
+        Unit::Count,
+        "Spans that arrived after their trace was decided and followed the cached decision, by decision."
+    );
+    describe_counter!(
+        TAIL_SAMPLING_EARLY_DECISIONS,
+        Unit::Count,
+        "Traces decided before their deadline, by reason (memory_pressure, max_trace_bytes, tenant_share, shutdown)."
     );
     describe_gauge!(
         BUILD_INFO,
