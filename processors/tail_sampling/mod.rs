@@ -11,6 +11,7 @@ mod shard;
 #[cfg(test)]
 mod tests;
 mod trace;
+mod validate;
 
 pub use config::{PolicyConfig, TailSamplingConfig};
 pub use processor::TailSampler;

@@ -31,6 +31,9 @@ pub struct TailSampler {
     tasks: Vec<JoinHandle<()>>,
     shared: Arc<Shared>,
     drop_on_shutdown: bool,
+    /// A moment in the past: `next_flush` returns it when output waits, so the host (which
+    /// compares against its own earlier `now`) always finds the flush due.
+    built_at: Instant,
 }
 
 impl TailSampler {
@@ -69,6 +72,7 @@ impl TailSampler {
             tasks: Vec::new(),
             shared,
             drop_on_shutdown: config.drop_pending_traces_on_shutdown,
+            built_at: Instant::now(),
         })
     }
 
@@ -207,7 +211,7 @@ impl Processor for TailSampler {
         self.shared
             .pending
             .load(Ordering::Acquire)
-            .then(Instant::now)
+            .then_some(self.built_at)
     }
 
     fn wakeup(&self) -> Option<Arc<Notify>> {

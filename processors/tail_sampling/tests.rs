@@ -601,3 +601,127 @@ async fn a_huge_trace_is_decided_at_max_trace_bytes_and_its_rest_follows() {
     assert!(text.contains("reason=\"max_trace_bytes\"} 1"), "{text}");
     h.assert_accounted();
 }
+
+/// Sum of every `decisions_total` series: how many traces were decided.
+fn decisions(h: &Harness) -> u64 {
+    let mut total = 0;
+    for line in h.metrics.render().lines() {
+        if line.starts_with("spanline_tail_sampling_decisions_total{") {
+            total += line
+                .rsplit(' ')
+                .next()
+                .and_then(|v| v.parse::<u64>().ok())
+                .unwrap_or(0);
+        }
+    }
+    total
+}
+
+const PROPERTY_POLICIES: &str = "policies:
+  - {name: errors, type: status_code, status_code: {status_codes: [ERROR]}}
+  - {name: some, type: probabilistic, probabilistic: {sampling_percentage: 30}}
+  - {name: no-debug, type: drop, drop: {drop_sub_policy: [{name: d, type: boolean_attribute, boolean_attribute: {key: debug, value: true}}]}}
+";
+
+/// Plays `ops` (trace, error, debug, milliseconds to wait after) through a sampler, with
+/// spans padded by `pad` bytes; the pipeline collects only after waits of `collect_from` ms
+/// or more, so shorter waits model a pipeline that has stalled.
+async fn play(
+    yaml: &str,
+    ops: &[(u32, bool, bool, u16)],
+    pad: usize,
+    collect_from: u16,
+) -> (Harness, HashMap<u32, Vec<Span>>) {
+    let mut h = Harness::new(yaml);
+    let mut sent: HashMap<u32, Vec<Span>> = HashMap::new();
+    for (t, failing, debug, wait) in ops {
+        let spans = sent.entry(*t).or_default();
+        let id = spans.len() as u8 + 1;
+        let mut s = with_attr(
+            span(*t, id, if id == 1 { 0 } else { 1 }, 0, 1),
+            "payload",
+            any_value::Value::StringValue("x".repeat(pad)),
+        );
+        if *failing {
+            s = error(s);
+        }
+        if *debug {
+            s = with_attr(s, "debug", any_value::Value::BoolValue(true));
+        }
+        spans.push(s.clone());
+        h.send(vec![s]).await;
+        advance(Duration::from_millis(u64::from(*wait))).await;
+        if *wait >= collect_from {
+            h.flush(FlushReason::Wakeup).await;
+        }
+    }
+    h.flush(FlushReason::Shutdown).await;
+    (h, sent)
+}
+
+fn paused_runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .start_paused(true)
+        .build()
+        .expect("a test runtime should build")
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(48))]
+
+    /// Every trace is decided once and all of its spans share the decision, late ones too.
+    #[test]
+    fn every_trace_is_decided_once_and_all_its_spans_follow(
+        ops in proptest::collection::vec((0u32..25, proptest::bool::weighted(0.1), proptest::bool::weighted(0.05), 0u16..3000), 1..120)
+    ) {
+        let yaml = format!("num_shards: 3\n{PROPERTY_POLICIES}");
+        let (h, sent) = paused_runtime().block_on(play(&yaml, &ops, 100, 0));
+        h.assert_accounted();
+        proptest::prop_assert_eq!(decisions(&h), sent.len() as u64);
+        for (t, spans) in &sent {
+            let out = h.out.iter().filter(|s| s.trace_id == trace_id(*t)).count();
+            proptest::prop_assert!(out == 0 || out == spans.len(), "trace {} split: {} of {} out", t, out, spans.len());
+            let first_error = spans.iter().position(|s| s.status.is_some());
+            let debug = spans.iter().any(|s| s.attributes.iter().any(|kv| kv.key == "debug"));
+            // An error in the first span is seen by the first decision, so the trace is kept
+            // unless a drop policy matched.
+            if first_error == Some(0) && !debug {
+                proptest::prop_assert_eq!(out, spans.len());
+            }
+        }
+    }
+
+    /// Under a budget far too small for the traffic, accounted bytes never pass it and
+    /// every span still ends in one counted outcome.
+    #[test]
+    fn buffered_bytes_never_exceed_the_budget(
+        ops in proptest::collection::vec((0u32..400, proptest::bool::weighted(0.1), proptest::bool::ANY, 0u16..50), 1..300)
+    ) {
+        let yaml = format!("num_shards: 2\nmemory_limit: 1MiB\nmax_trace_bytes: 256KiB\n{PROPERTY_POLICIES}");
+        let (h, _) = paused_runtime().block_on(play(&yaml, &ops, 12_000, 40));
+        proptest::prop_assert!(h.sampler.peak_accounted_bytes() > 0);
+        h.assert_accounted();
+        proptest::prop_assert!(h.sampler.peak_accounted_bytes() <= 1024 * 1024);
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn decided_output_makes_the_flush_due_and_wakes_the_pipeline() {
+    let mut h = Harness::new(&format!("num_shards: 1\n{KEEP_ALL}"));
+    let wakeup = h.sampler.wakeup().expect("the sampler has a wakeup");
+    h.send(vec![span(1, 1, 0, 0, 1)]).await;
+    assert_eq!(h.sampler.next_flush(), None);
+    let woken = wakeup.notified();
+    advance(Duration::from_secs(3)).await;
+    settle().await;
+    tokio::time::timeout(Duration::from_millis(1), woken)
+        .await
+        .expect("the shard should wake the pipeline");
+    // The host flushes only when `next_flush` is at or before its own earlier reading.
+    let due = h.sampler.next_flush().expect("output is waiting");
+    assert!(due <= Instant::now());
+    h.flush(FlushReason::Wakeup).await;
+    assert_eq!(h.out.len(), 1);
+    assert_eq!(h.sampler.next_flush(), None);
+}
