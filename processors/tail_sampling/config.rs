@@ -40,6 +40,7 @@ pub struct TailSamplingConfig {
     /// Fraction of `memory_limit` above which the oldest traces are decided early.
     pub high_water: f64,
     /// Bytes: a trace this large is decided at once; its later spans follow the decision.
+    /// Capped at a shard's share of `memory_limit`.
     pub max_trace_bytes: ByteSize,
     /// Sizes of the caches of past decisions that late spans follow.
     pub decision_cache: DecisionCacheConfig,

@@ -725,3 +725,34 @@ async fn decided_output_makes_the_flush_due_and_wakes_the_pipeline() {
     assert_eq!(h.out.len(), 1);
     assert_eq!(h.sampler.next_flush(), None);
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_tenant_over_its_share_has_its_own_traces_decided_early() {
+    let mut h = Harness::new(&format!(
+        "num_shards: 1\nmemory_limit: 8MiB\ntenants: {{acme: {{memory_limit: 1MiB}}}}\n{KEEP_ALL}"
+    ));
+    for t in 0..40u32 {
+        let acme: Vec<Span> = (1..=40u8).map(|i| heavy(t, i)).collect();
+        h.send_batch(TraceBatch::measured(vec![group(acme, Some("acme"))]))
+            .await;
+        // Another tenant's trace stays buffered: the share applies only to acme.
+        h.send(vec![heavy(5000 + t, 1)]).await;
+    }
+    h.flush(FlushReason::Wakeup).await;
+    let text = h.metrics.render();
+    assert!(text.contains("reason=\"tenant_share\"}"), "{text}");
+    assert!(text.contains("reason=\"memory_pressure\"} 0"), "{text}");
+    let others_out = h.out.iter().filter(|s| s.name.starts_with("s50")).count();
+    assert_eq!(
+        others_out, 0,
+        "the other tenant's traces must wait for their deadline"
+    );
+    assert!(
+        h.out.len() >= 10 * 40,
+        "acme's older traces should be decided early: {} out, {:?}",
+        h.out.len(),
+        h.dropped
+    );
+    h.flush(FlushReason::Shutdown).await;
+    h.assert_accounted();
+}

@@ -11,21 +11,16 @@ pub struct Piece {
     pub trace_id: u128,
     pub group: ResourceSpans,
     pub spans: usize,
-    /// The summed encoded size of the spans: what the memory budget accounts.
+    /// The encoded size of the group: what the memory budget accounts.
     pub bytes: usize,
 }
 
 impl Piece {
     /// Wraps one group of spans of a single trace, measuring it.
     pub fn new(trace_id: u128, group: ResourceSpans) -> Self {
-        let mut spans = 0;
-        let mut bytes = 0;
-        for ss in &group.scope_spans {
-            spans += ss.spans.len();
-            for span in &ss.spans {
-                bytes += prost::Message::encoded_len(span);
-            }
-        }
+        let spans = group.scope_spans.iter().map(|ss| ss.spans.len()).sum();
+        // The whole group, resource and scope included: each piece holds its own copy.
+        let bytes = prost::Message::encoded_len(&group);
         Self {
             trace_id,
             group,

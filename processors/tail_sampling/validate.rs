@@ -37,14 +37,8 @@ impl ComponentConfig for TailSamplingConfig {
                 format!("must be in (0, 1], got {}", self.high_water),
             );
         }
-        if self.max_trace_bytes.bytes() == 0 || self.max_trace_bytes > self.memory_limit {
-            problems.error(
-                "max_trace_bytes",
-                format!(
-                    "must be between 1 and memory_limit ({}), got {}",
-                    self.memory_limit, self.max_trace_bytes
-                ),
-            );
+        if self.max_trace_bytes.bytes() == 0 {
+            problems.error("max_trace_bytes", "must be greater than 0");
         }
         self.validate_tenants(problems);
         if self.policies.is_empty() {
