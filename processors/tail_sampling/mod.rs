@@ -3,6 +3,8 @@
 
 mod cache;
 mod config;
+#[cfg(test)]
+mod host_tests;
 mod metrics;
 mod outbox;
 mod policy;
