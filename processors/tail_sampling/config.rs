@@ -21,6 +21,7 @@ pub const POLICY_TYPES: &[&str] = &[
     "and",
     "not",
     "drop",
+    "composite",
 ];
 
 /// Whole-trace sampling: what to buffer, when to decide and which policies decide.
@@ -118,6 +119,7 @@ pub struct PolicyConfig {
     pub and: Option<AndConfig>,
     pub not: Option<NotConfig>,
     pub drop: Option<DropConfig>,
+    pub composite: Option<CompositeConfig>,
 }
 
 /// Samples traces with a span whose status is one of these (`OK`, `ERROR`, `UNSET`).
@@ -240,4 +242,26 @@ pub struct NotConfig {
 #[serde(default, deny_unknown_fields)]
 pub struct DropConfig {
     pub drop_sub_policy: Vec<PolicyConfig>,
+}
+
+/// Sub-policies tried in order, each limited to its share of a total span rate.
+#[derive(Debug, Clone, PartialEq, Default, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CompositeConfig {
+    /// Spans per second all sub-policies together may sample.
+    pub max_total_spans_per_second: u64,
+    /// Sub-policy names in the order they are tried; empty means as listed.
+    pub policy_order: Vec<String>,
+    pub composite_sub_policy: Vec<PolicyConfig>,
+    /// Each sub-policy's percent of `max_total_spans_per_second`; unlisted ones get none.
+    pub rate_allocation: Vec<RateAllocationConfig>,
+}
+
+/// One sub-policy's share of a composite's rate.
+#[derive(Debug, Clone, PartialEq, Default, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RateAllocationConfig {
+    pub policy: String,
+    /// Percent (0–100) of `max_total_spans_per_second`.
+    pub percent: f64,
 }

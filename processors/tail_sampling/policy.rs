@@ -107,6 +107,8 @@ enum Rule {
     And(Vec<Rule>),
     Not(Box<Rule>),
     Drop(Vec<Rule>),
+    /// Sub-policies in order, each with its own span-rate bucket.
+    Composite(Vec<(Rule, Bucket)>),
 }
 
 /// A shard's own copy of the policies (rate buckets are per shard, so no lock is shared).
@@ -272,9 +274,34 @@ fn compile(config: &PolicyConfig, shards: f64) -> Result<Rule, String> {
                 .ok_or_else(missing)?;
             Rule::Not(Box::new(compile(sub, shards)?))
         }
+        "composite" => compile_composite(config.composite.as_ref().ok_or_else(missing)?, shards)?,
         other => return Err(format!("policy {:?}: unknown type {other:?}", config.name)),
     };
     Ok(rule)
+}
+
+fn compile_composite(c: &super::config::CompositeConfig, shards: f64) -> Result<Rule, String> {
+    let mut order: Vec<&PolicyConfig> = Vec::new();
+    for name in &c.policy_order {
+        order.extend(c.composite_sub_policy.iter().find(|p| &p.name == name));
+    }
+    for sub in &c.composite_sub_policy {
+        if !order.iter().any(|p| p.name == sub.name) {
+            order.push(sub);
+        }
+    }
+    let total = c.max_total_spans_per_second as f64 / shards;
+    let mut subs = Vec::with_capacity(order.len());
+    for sub in order {
+        let percent = c
+            .rate_allocation
+            .iter()
+            .find(|a| a.policy == sub.name)
+            .map_or(0.0, |a| a.percent);
+        let rate = total * percent / 100.0;
+        subs.push((compile(sub, shards)?, Bucket::new(rate, rate)));
+    }
+    Ok(Rule::Composite(subs))
 }
 
 fn compile_all(configs: &[PolicyConfig], shards: f64) -> Result<Vec<Rule>, String> {
@@ -393,6 +420,16 @@ impl Rule {
                 sampled(all)
             }
             Rule::Not(sub) => sampled(sub.eval(trace, now) == Verdict::NotSampled),
+            Rule::Composite(subs) => {
+                for (rule, bucket) in subs.iter_mut() {
+                    if rule.eval(trace, now) == Verdict::Sampled
+                        && bucket.take(trace.spans as f64, now)
+                    {
+                        return Verdict::Sampled;
+                    }
+                }
+                Verdict::NotSampled
+            }
             Rule::Drop(subs) => {
                 let mut all = true;
                 for sub in subs.iter_mut() {

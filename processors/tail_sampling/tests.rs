@@ -770,3 +770,53 @@ fn readme_example_validates() {
     let inner = serde_yaml::to_string(&value["tail_sampling"]).expect("section serialises");
     assert_eq!(config(&inner).policies.len(), 5);
 }
+
+const COMPOSITE: &str = "policies:
+  - name: c
+    type: composite
+    composite:
+      max_total_spans_per_second: 10
+      policy_order: [errors, rest]
+      composite_sub_policy:
+        - {name: rest, type: always_sample}
+        - {name: errors, type: status_code, status_code: {status_codes: [ERROR]}}
+      rate_allocation:
+        - {policy: errors, percent: 60}
+        - {policy: rest, percent: 40}
+";
+
+#[tokio::test(start_paused = true)]
+async fn composite_gives_each_sub_policy_its_share_of_the_rate() {
+    let config = config(COMPOSITE);
+    let mut set = PolicySet::build(&config.policies, 1).expect("compiles");
+    let failing = trace_of((1..=3).map(|i| error(span(1, i, 0, 0, 1))).collect(), None);
+    let plain = trace_of((1..=3).map(|i| span(2, i, 0, 0, 1)).collect(), None);
+    let mut decide = |t: &Trace| set.decide(t, Instant::now()).verdict;
+    // errors: 6 spans/s; rest: 4 spans/s; three-span traces.
+    assert_eq!(decide(&failing), Verdict::Sampled);
+    assert_eq!(decide(&failing), Verdict::Sampled);
+    // The errors share is spent: the third error trace falls through to `rest`.
+    assert_eq!(decide(&failing), Verdict::Sampled);
+    assert_eq!(decide(&plain), Verdict::NotSampled);
+    assert_eq!(decide(&failing), Verdict::NotSampled);
+}
+
+#[test]
+fn composite_rates_must_add_up_and_name_sub_policies() {
+    let bad = COMPOSITE.replace("percent: 40", "percent: 50").replace(
+        "policy_order: [errors, rest]",
+        "policy_order: [errors, other]",
+    );
+    let config: TailSamplingConfig = serde_yaml::from_str(&bad).expect("config should parse");
+    let mut problems = Problems::new();
+    config.validate(&mut problems);
+    let paths: Vec<String> = problems.into_vec().into_iter().map(|p| p.path).collect();
+    assert!(
+        paths.contains(&"policies[0]::composite::rate_allocation".to_string()),
+        "{paths:?}"
+    );
+    assert!(
+        paths.contains(&"policies[0]::composite::policy_order[1]".to_string()),
+        "{paths:?}"
+    );
+}

@@ -1,9 +1,9 @@
 //! Pure validation of the tail sampler's configuration: every problem, each with its path.
 
 use super::config::{
-    LatencyConfig, NumericAttributeConfig, POLICY_TYPES, PolicyConfig, ProbabilisticConfig,
-    SpanCountConfig, StatusCodeConfig, StringAttributeConfig, TailSamplingConfig,
-    TenantPolicyConfig,
+    CompositeConfig, LatencyConfig, NumericAttributeConfig, POLICY_TYPES, PolicyConfig,
+    ProbabilisticConfig, SpanCountConfig, StatusCodeConfig, StringAttributeConfig,
+    TailSamplingConfig, TenantPolicyConfig,
 };
 use crate::component::{ComponentConfig, Problems};
 
@@ -145,6 +145,7 @@ impl PolicyConfig {
                 &format!("{at}::drop_sub_policy"),
                 problems,
             ),
+            "composite" => check_composite(self.composite.as_ref(), &at, problems),
             "not" => match self.not.as_ref().and_then(|c| c.not_sub_policy.as_ref()) {
                 Some(sub) => sub.validate(&format!("{at}::not_sub_policy"), problems),
                 None => problems.error(format!("{at}::not_sub_policy"), "is required"),
@@ -181,6 +182,7 @@ impl PolicyConfig {
             ("and", self.and.is_some()),
             ("not", self.not.is_some()),
             ("drop", self.drop.is_some()),
+            ("composite", self.composite.is_some()),
         ];
         flags
             .iter()
@@ -325,5 +327,48 @@ fn check_subs(subs: Option<&[PolicyConfig]>, at: &str, problems: &mut Problems) 
     }
     for (i, sub) in subs.iter().enumerate() {
         sub.validate(&format!("{at}[{i}]"), problems);
+    }
+}
+
+fn check_composite(config: Option<&CompositeConfig>, at: &str, problems: &mut Problems) {
+    let config = config.cloned().unwrap_or_default();
+    if config.max_total_spans_per_second == 0 {
+        problems.error(
+            format!("{at}::max_total_spans_per_second"),
+            "must be greater than 0",
+        );
+    }
+    let subs = &config.composite_sub_policy;
+    check_subs(Some(subs), &format!("{at}::composite_sub_policy"), problems);
+    let known = |name: &str| subs.iter().any(|p| p.name == name);
+    for (i, name) in config.policy_order.iter().enumerate() {
+        if !known(name) {
+            problems.error(
+                format!("{at}::policy_order[{i}]"),
+                format!("names no sub-policy: {name:?}"),
+            );
+        }
+    }
+    let mut total = 0.0;
+    for (i, share) in config.rate_allocation.iter().enumerate() {
+        if !known(&share.policy) {
+            problems.error(
+                format!("{at}::rate_allocation[{i}]::policy"),
+                format!("names no sub-policy: {:?}", share.policy),
+            );
+        }
+        if !(share.percent > 0.0 && share.percent <= 100.0) {
+            problems.error(
+                format!("{at}::rate_allocation[{i}]::percent"),
+                format!("must be above 0 and at most 100, got {}", share.percent),
+            );
+        }
+        total += share.percent;
+    }
+    if total > 100.0 {
+        problems.error(
+            format!("{at}::rate_allocation"),
+            format!("percents add up to {total}, more than 100"),
+        );
     }
 }
