@@ -179,9 +179,6 @@ impl Shard {
     fn admit(&mut self, piece: Piece, share: Option<String>, now: Instant) {
         let id = piece.trace_id;
         let bytes = piece.bytes;
-        if let Some(tenant) = &share {
-            *self.tenant_bytes.entry(tenant.clone()).or_default() += bytes;
-        }
         let seq = self.next_seq;
         let trace = self.traces.entry(id).or_insert_with(|| {
             let mut trace = Trace::new(id, now, seq);
@@ -194,6 +191,10 @@ impl Shard {
             self.order.push_back((id, seq));
         }
         trace.add(piece, now);
+        // Counted against the share the trace was created under, which `release` frees.
+        if let Some(tenant) = &trace.share {
+            *self.tenant_bytes.entry(tenant.clone()).or_default() += bytes;
+        }
         self.bytes += bytes;
         self.outbox().note_accounted(self.accounted());
         let due = self.due(id);
