@@ -130,6 +130,12 @@ impl PolicySet {
         Ok(Self { names, rules })
     }
 
+    /// True when some policy reads span attributes or tracestate, so traces must be decoded
+    /// before they are decided; otherwise the trace summary is enough.
+    pub fn needs_spans(&self) -> bool {
+        self.rules.iter().any(Rule::needs_spans)
+    }
+
     pub fn names(&self) -> &[String] {
         &self.names
     }
@@ -351,16 +357,25 @@ fn sampled(yes: bool) -> Verdict {
 }
 
 impl Rule {
+    fn needs_spans(&self) -> bool {
+        match self {
+            Rule::Str { .. }
+            | Rule::Numeric { .. }
+            | Rule::Bool { .. }
+            | Rule::TraceState { .. } => true,
+            Rule::Tenant { subs, .. } | Rule::And(subs) | Rule::Drop(subs) => {
+                subs.iter().any(Rule::needs_spans)
+            }
+            Rule::Not(sub) => sub.needs_spans(),
+            Rule::Composite(subs) => subs.iter().any(|(rule, _)| rule.needs_spans()),
+            _ => false,
+        }
+    }
+
     fn eval(&mut self, trace: &Trace, now: Instant) -> Verdict {
         match self {
             Rule::Always => Verdict::Sampled,
-            Rule::Status(codes) => sampled(trace.spans().any(|(_, s)| {
-                codes.contains(
-                    &s.status
-                        .as_ref()
-                        .map_or(StatusCode::Unset as i32, |st| st.code),
-                )
-            })),
+            Rule::Status(codes) => sampled(codes.iter().any(|c| trace.has_status(*c))),
             Rule::Latency { min_ns, max_ns } => {
                 let d = trace.duration_nanos();
                 sampled(d >= *min_ns && d <= *max_ns)

@@ -331,12 +331,15 @@ impl Shard {
 
     /// Evaluates the policies on a buffered trace and sends it on its way.
     pub fn decide(&mut self, id: u128, now: Instant, why: Why) {
-        let Some(trace) = self.traces.remove(&id) else {
+        let Some(mut trace) = self.traces.remove(&id) else {
             return;
         };
         self.release(&trace);
         self.metrics
             .decided(why, now.saturating_duration_since(trace.first_at));
+        if self.policies.needs_spans() {
+            trace.decode();
+        }
         let outcome = self.policies.decide(&trace, now);
         self.metrics.decision(outcome.verdict, outcome.policy);
         let fp = fingerprint(id);
@@ -344,6 +347,7 @@ impl Shard {
             Verdict::Sampled => {
                 let policy = outcome.policy.unwrap_or(0);
                 self.cache.remember(fp, Cached::Sampled(policy as u16));
+                trace.decode();
                 let mut groups = trace.groups;
                 tag(
                     &mut groups,

@@ -101,6 +101,7 @@ fn trace_of(spans: Vec<Span>, tenant: Option<&str>) -> Trace {
     let id = super::trace::trace_id_of(&spans[0]);
     let mut trace = Trace::new(id, Instant::now(), 0);
     trace.add(Piece::new(id, group(spans, tenant)), Instant::now());
+    trace.decode();
     trace
 }
 

@@ -29,10 +29,6 @@ impl Piece {
         }
     }
 
-    pub fn has_root(&self) -> bool {
-        spans_of(&self.group).any(|s| s.parent_span_id.is_empty())
-    }
-
     pub fn has_error(&self) -> bool {
         spans_of(&self.group).any(is_error)
     }
@@ -48,10 +44,15 @@ fn is_error(span: &Span) -> bool {
         .is_some_and(|s| s.code == status::StatusCode::Error as i32)
 }
 
-/// A trace waiting for its decision.
+/// A trace waiting for its decision. Its spans are held encoded (about their wire size,
+/// instead of the several times more a decoded span takes) with a summary that most
+/// policies decide on; `decode` restores them for attribute policies and for output.
 #[derive(Debug)]
 pub struct Trace {
     pub trace_id: u128,
+    /// Each piece's `ResourceSpans`, protobuf-encoded.
+    chunks: Vec<Vec<u8>>,
+    /// The decoded groups, once `decode` ran.
     pub groups: Vec<ResourceSpans>,
     pub spans: usize,
     pub bytes: usize,
@@ -59,6 +60,11 @@ pub struct Trace {
     pub last_at: Instant,
     pub root_at: Option<Instant>,
     pub has_error: bool,
+    /// Bit `1 << code` for each span status code seen.
+    statuses: u8,
+    min_start: u64,
+    max_end: u64,
+    tenant: Option<String>,
     /// Distinguishes this trace from an earlier one with the same id in lazy queues.
     pub seq: u64,
     /// The deadline the shard's timer queue currently holds for this trace.
@@ -71,6 +77,7 @@ impl Trace {
     pub fn new(trace_id: u128, now: Instant, seq: u64) -> Self {
         Self {
             trace_id,
+            chunks: Vec::new(),
             groups: Vec::new(),
             spans: 0,
             bytes: 0,
@@ -78,6 +85,10 @@ impl Trace {
             last_at: now,
             root_at: None,
             has_error: false,
+            statuses: 0,
+            min_start: u64::MAX,
+            max_end: 0,
+            tenant: None,
             seq,
             scheduled: now,
             share: None,
@@ -85,17 +96,41 @@ impl Trace {
     }
 
     pub fn add(&mut self, piece: Piece, now: Instant) {
-        if self.root_at.is_none() && piece.has_root() {
-            self.root_at = Some(now);
+        for span in spans_of(&piece.group) {
+            if span.parent_span_id.is_empty() && self.root_at.is_none() {
+                self.root_at = Some(now);
+            }
+            let code = span.status.as_ref().map_or(0, |s| s.code);
+            self.statuses |= 1 << code.clamp(0, 7);
+            self.min_start = self.min_start.min(span.start_time_unix_nano);
+            self.max_end = self.max_end.max(span.end_time_unix_nano);
         }
-        self.has_error |= piece.has_error();
+        self.has_error |= self.has_status(status::StatusCode::Error as i32);
+        if self.tenant.is_none() {
+            self.tenant = tenant_of(piece.group.resource.as_ref()).map(str::to_owned);
+        }
         self.spans += piece.spans;
         self.bytes += piece.bytes;
         self.last_at = now;
-        self.groups.push(piece.group);
+        self.chunks
+            .push(prost::Message::encode_to_vec(&piece.group));
     }
 
-    /// Every span with the resource it came with.
+    /// Decodes the held spans into `groups` (once).
+    pub fn decode(&mut self) {
+        for chunk in self.chunks.drain(..) {
+            let group = <ResourceSpans as prost::Message>::decode(chunk.as_slice())
+                .expect("spans the sampler encoded itself should decode");
+            self.groups.push(group);
+        }
+    }
+
+    /// True when some span has this status code.
+    pub fn has_status(&self, code: i32) -> bool {
+        (0..8).contains(&code) && self.statuses & (1 << code) != 0
+    }
+
+    /// Every decoded span with the resource it came with (empty before `decode`).
     pub fn spans(&self) -> impl Iterator<Item = (&ResourceSpans, &Span)> {
         self.groups.iter().flat_map(|rs| {
             rs.scope_spans
@@ -104,22 +139,14 @@ impl Trace {
         })
     }
 
-    /// The tenant named on the trace's resources, if any.
+    /// The tenant named on the trace's first resource that names one.
     pub fn tenant(&self) -> Option<&str> {
-        self.groups
-            .iter()
-            .find_map(|rs| tenant_of(rs.resource.as_ref()))
+        self.tenant.as_deref()
     }
 
     /// Nanoseconds from the earliest span start to the latest span end.
     pub fn duration_nanos(&self) -> u64 {
-        let mut start = u64::MAX;
-        let mut end = 0;
-        for (_, span) in self.spans() {
-            start = start.min(span.start_time_unix_nano);
-            end = end.max(span.end_time_unix_nano);
-        }
-        end.saturating_sub(start)
+        self.max_end.saturating_sub(self.min_start)
     }
 }
 
