@@ -1,6 +1,7 @@
 //! The `tail_sampling` processor: decides per whole trace which traces to keep, within a
 //! memory budget in bytes.
 
+mod bucket;
 mod cache;
 mod config;
 #[cfg(test)]

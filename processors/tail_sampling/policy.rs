@@ -7,6 +7,7 @@ use opentelemetry_proto::tonic::trace::v1::status::StatusCode;
 use regex::Regex;
 use tokio::time::Instant;
 
+use super::bucket::Bucket;
 use super::config::PolicyConfig;
 use super::trace::{Trace, trace_hash};
 
@@ -26,40 +27,6 @@ pub struct Outcome {
     pub policy: Option<usize>,
     /// For a probabilistic decision: how many traces this one stands for.
     pub adjusted_count: Option<f64>,
-}
-
-/// A token bucket refilled continuously, on the tokio clock.
-#[derive(Debug, Clone)]
-struct Bucket {
-    rate: f64,
-    capacity: f64,
-    tokens: f64,
-    at: Option<Instant>,
-}
-
-impl Bucket {
-    fn new(rate: f64, burst: f64) -> Self {
-        let capacity = if burst > 0.0 { burst } else { rate };
-        Self {
-            rate,
-            capacity,
-            tokens: capacity,
-            at: None,
-        }
-    }
-
-    fn take(&mut self, amount: f64, now: Instant) -> bool {
-        if let Some(at) = self.at {
-            let elapsed = now.saturating_duration_since(at).as_secs_f64();
-            self.tokens = (self.tokens + elapsed * self.rate).min(self.capacity);
-        }
-        self.at = Some(now);
-        if amount <= self.tokens {
-            self.tokens -= amount;
-            return true;
-        }
-        false
-    }
 }
 
 #[derive(Debug, Clone)]
