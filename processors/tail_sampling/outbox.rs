@@ -4,19 +4,70 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 
+use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value::Value};
 use opentelemetry_proto::tonic::trace::v1::ResourceSpans;
 use parking_lot::Mutex;
 use tokio::sync::Notify;
 
 use crate::component::Dropped;
 
-/// Spans of one sampled trace (or late spans of one) ready to go downstream.
+/// Spans of one sampled trace (or late spans of one) ready to go downstream. They stay
+/// encoded until the pipeline takes them, so waiting output costs what the budget counts.
 #[derive(Debug)]
 pub struct Output {
+    /// Encoded `ResourceSpans`.
+    pub chunks: Vec<Vec<u8>>,
+    /// Groups already decoded (for policies that read attributes).
     pub groups: Vec<ResourceSpans>,
+    /// The policy that sampled the trace.
+    pub policy: Arc<str>,
+    pub adjusted_count: Option<f64>,
     pub spans: usize,
     pub bytes: usize,
     pub has_error: bool,
+}
+
+impl Output {
+    /// The spans, decoded and marked with the policy that kept them.
+    pub fn into_groups(self) -> Vec<ResourceSpans> {
+        let mut groups = self.groups;
+        for chunk in self.chunks {
+            let group = <ResourceSpans as prost::Message>::decode(chunk.as_slice())
+                .expect("spans the sampler encoded itself should decode");
+            groups.push(group);
+        }
+        tag(&mut groups, &self.policy, self.adjusted_count);
+        groups
+    }
+}
+
+/// Marks sampled spans with the policy that kept them and, for a probabilistic decision,
+/// how many traces each stands for, so downstream totals can be re-weighted.
+fn tag(groups: &mut [ResourceSpans], policy: &str, adjusted_count: Option<f64>) {
+    for rs in groups {
+        for ss in &mut rs.scope_spans {
+            for span in &mut ss.spans {
+                span.attributes.push(attribute(
+                    "sampling.policy",
+                    Value::StringValue(policy.to_string()),
+                ));
+                if let Some(count) = adjusted_count {
+                    span.attributes.push(attribute(
+                        "sampling.adjusted_count",
+                        Value::DoubleValue(count),
+                    ));
+                }
+            }
+        }
+    }
+}
+
+fn attribute(key: &str, value: Value) -> KeyValue {
+    KeyValue {
+        key: key.to_string(),
+        value: Some(AnyValue { value: Some(value) }),
+        ..Default::default()
+    }
 }
 
 #[derive(Debug, Default)]

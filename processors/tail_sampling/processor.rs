@@ -131,7 +131,7 @@ impl TailSampler {
             let (outputs, taken) = outbox.take();
             bytes += taken;
             for output in outputs {
-                groups.extend(output.groups);
+                groups.extend(output.into_groups());
             }
         }
         out.emit(TraceBatch::new(groups, bytes));

@@ -6,7 +6,6 @@ use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
-use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value::Value};
 use opentelemetry_proto::tonic::trace::v1::ResourceSpans;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::{Instant, sleep_until};
@@ -60,6 +59,7 @@ pub struct Shard {
     index: usize,
     settings: ShardSettings,
     policies: PolicySet,
+    policy_names: Vec<Arc<str>>,
     traces: HashMap<u128, Trace>,
     /// Deadlines with lazy invalidation: an entry counts only while it equals its trace's
     /// `scheduled`; a later real deadline is re-queued when the early entry pops.
@@ -91,6 +91,11 @@ impl Shard {
         Self {
             index,
             settings,
+            policy_names: policies
+                .names()
+                .iter()
+                .map(|n| Arc::from(n.as_str()))
+                .collect(),
             policies,
             traces: HashMap::new(),
             timers: BinaryHeap::new(),
@@ -347,14 +352,18 @@ impl Shard {
             Verdict::Sampled => {
                 let policy = outcome.policy.unwrap_or(0);
                 self.cache.remember(fp, Cached::Sampled(policy as u16));
-                trace.decode();
-                let mut groups = trace.groups;
-                tag(
-                    &mut groups,
-                    &self.policies.names()[policy],
-                    outcome.adjusted_count,
-                );
-                self.send(groups, trace.spans, trace.bytes, trace.has_error);
+                let name = self.policy_names[policy].clone();
+                let (spans, bytes, has_error) = (trace.spans, trace.bytes, trace.has_error);
+                let (chunks, groups) = trace.into_parts();
+                self.send(Output {
+                    chunks,
+                    groups,
+                    policy: name,
+                    adjusted_count: outcome.adjusted_count,
+                    spans,
+                    bytes,
+                    has_error,
+                });
             }
             Verdict::NotSampled => {
                 self.cache.remember(fp, Cached::NotSampled);
@@ -385,27 +394,23 @@ impl Shard {
                     return;
                 }
                 let has_error = piece.has_error();
-                let mut groups = vec![piece.group];
-                let name = self
-                    .policies
-                    .names()
-                    .get(usize::from(policy))
-                    .cloned()
-                    .unwrap_or_default();
-                tag(&mut groups, &name, None);
-                self.send(groups, piece.spans, piece.bytes, has_error);
+                let policy = self.policy_names.get(usize::from(policy)).cloned();
+                self.send(Output {
+                    chunks: vec![prost::Message::encode_to_vec(&piece.group)],
+                    groups: Vec::new(),
+                    policy: policy.unwrap_or_else(|| Arc::from("")),
+                    adjusted_count: None,
+                    spans: piece.spans,
+                    bytes: piece.bytes,
+                    has_error,
+                });
             }
             Cached::NotSampled => self.count_drop(&self.shared.drops.not_sampled, piece.spans),
         }
     }
 
-    fn send(&self, groups: Vec<ResourceSpans>, spans: usize, bytes: usize, has_error: bool) {
-        self.outbox().push(Output {
-            groups,
-            spans,
-            bytes,
-            has_error,
-        });
+    fn send(&self, output: Output) {
+        self.outbox().push(output);
         self.outbox().note_accounted(self.accounted());
         self.shared
             .pending
@@ -433,35 +438,6 @@ impl Shard {
             }
         }
         self.timers.clear();
-    }
-}
-
-/// Marks sampled spans with the policy that kept them and, for a probabilistic decision,
-/// how many traces each stands for, so downstream totals can be re-weighted.
-fn tag(groups: &mut [ResourceSpans], policy: &str, adjusted_count: Option<f64>) {
-    for rs in groups {
-        for ss in &mut rs.scope_spans {
-            for span in &mut ss.spans {
-                span.attributes.push(attribute(
-                    "sampling.policy",
-                    Value::StringValue(policy.to_string()),
-                ));
-                if let Some(count) = adjusted_count {
-                    span.attributes.push(attribute(
-                        "sampling.adjusted_count",
-                        Value::DoubleValue(count),
-                    ));
-                }
-            }
-        }
-    }
-}
-
-fn attribute(key: &str, value: Value) -> KeyValue {
-    KeyValue {
-        key: key.to_string(),
-        value: Some(AnyValue { value: Some(value) }),
-        ..Default::default()
     }
 }
 

@@ -125,6 +125,11 @@ impl Trace {
         }
     }
 
+    /// The held spans: still-encoded chunks and already decoded groups.
+    pub fn into_parts(self) -> (Vec<Vec<u8>>, Vec<ResourceSpans>) {
+        (self.chunks, self.groups)
+    }
+
     /// True when some span has this status code.
     pub fn has_status(&self, code: i32) -> bool {
         (0..8).contains(&code) && self.statuses & (1 << code) != 0
