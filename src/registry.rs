@@ -27,6 +27,7 @@ impl Registry {
             .with_processor(processors::attributes::AttributesProcessorFactory)
             .with_processor(processors::sanitizer::SanitizerProcessorFactory)
             .with_processor(processors::tenant_quota::TenantQuotaProcessorFactory)
+            .with_processor(processors::tail_sampling::TailSamplingProcessorFactory)
             .with_exporter(exporters::debug::DebugExporterFactory)
             .with_exporter(exporters::nop::NopExporterFactory)
             .with_exporter(exporters::otlp::OtlpExporterFactory)

@@ -147,8 +147,11 @@ impl Pipeline {
         let now = Instant::now();
         for index in 0..self.processors.len() {
             let slot = &mut self.processors[index];
-            let due = reason == FlushReason::Shutdown
-                || slot.processor.next_flush().is_some_and(|at| at <= now);
+            let due = match reason {
+                FlushReason::Shutdown => true,
+                FlushReason::Wakeup if slot.processor.wakeup().is_some() => true,
+                _ => slot.processor.next_flush().is_some_and(|at| at <= now),
+            };
             if !due {
                 continue;
             }

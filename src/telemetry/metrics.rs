@@ -35,6 +35,12 @@ pub const STORE_WAL_TRUNCATED_BYTES: &str = "spanline_store_wal_truncated_bytes_
 pub const ATTRIBUTES_REMOVED: &str = "spanline_attributes_removed_total";
 pub const ATTRIBUTES_HASHED: &str = "spanline_attributes_hashed_total";
 pub const SANITIZER_MASKED_VALUES: &str = "spanline_sanitizer_masked_values_total";
+pub const TAIL_SAMPLING_TRACES_IN_MEMORY: &str = "spanline_tail_sampling_traces_in_memory";
+pub const TAIL_SAMPLING_BYTES_IN_MEMORY: &str = "spanline_tail_sampling_bytes_in_memory";
+pub const TAIL_SAMPLING_DECISIONS: &str = "spanline_tail_sampling_decisions_total";
+pub const TAIL_SAMPLING_DECISION_LATENCY: &str = "spanline_tail_sampling_decision_latency_seconds";
+pub const TAIL_SAMPLING_LATE_SPANS: &str = "spanline_tail_sampling_late_spans_total";
+pub const TAIL_SAMPLING_EARLY_DECISIONS: &str = "spanline_tail_sampling_early_decisions_total";
 pub const BUILD_INFO: &str = "spanline_build_info";
 /// metrics-process publishes `process_*` metrics under this prefix.
 pub const PROCESS_PREFIX: &str = "spanline_";
@@ -185,6 +191,36 @@ pub fn describe_all() {
         STORE_WAL_TRUNCATED_BYTES,
         Unit::Bytes,
         "Write-ahead log bytes found damaged on open, by reason (torn_tail: cut off; corrupt: skipped)."
+    );
+    describe_gauge!(
+        TAIL_SAMPLING_TRACES_IN_MEMORY,
+        Unit::Count,
+        "Traces buffered by a tail sampler shard, waiting for their decision."
+    );
+    describe_gauge!(
+        TAIL_SAMPLING_BYTES_IN_MEMORY,
+        Unit::Bytes,
+        "Encoded bytes of the spans buffered by a tail sampler shard."
+    );
+    describe_counter!(
+        TAIL_SAMPLING_DECISIONS,
+        Unit::Count,
+        "Traces decided by a tail sampler, by deciding policy and decision (sampled, not_sampled, dropped)."
+    );
+    describe_histogram!(
+        TAIL_SAMPLING_DECISION_LATENCY,
+        Unit::Seconds,
+        "Time from a trace's first span to its tail sampling decision."
+    );
+    describe_counter!(
+        TAIL_SAMPLING_LATE_SPANS,
+        Unit::Count,
+        "Spans that arrived after their trace was decided and followed the cached decision, by decision."
+    );
+    describe_counter!(
+        TAIL_SAMPLING_EARLY_DECISIONS,
+        Unit::Count,
+        "Traces decided before their deadline, by reason (memory_pressure, max_trace_bytes, tenant_share, shutdown)."
     );
     describe_gauge!(
         BUILD_INFO,

@@ -1,0 +1,476 @@
+//! Compiled sampling policies and the rule that combines them: any drop wins, else any sample.
+
+use std::collections::HashSet;
+
+use opentelemetry_proto::tonic::common::v1::{KeyValue, any_value::Value};
+use opentelemetry_proto::tonic::trace::v1::status::StatusCode;
+use regex::Regex;
+use tokio::time::Instant;
+
+use super::bucket::Bucket;
+use super::config::PolicyConfig;
+use super::trace::{Trace, trace_hash};
+
+/// What one policy, or the whole set, says about a trace.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    Sampled,
+    NotSampled,
+    Dropped,
+}
+
+/// The decision for a trace and which top-level policy made it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Outcome {
+    pub verdict: Verdict,
+    /// Index of the first policy that sampled (or dropped) the trace.
+    pub policy: Option<usize>,
+    /// For a probabilistic decision: how many traces this one stands for.
+    pub adjusted_count: Option<f64>,
+}
+
+#[derive(Debug, Clone)]
+enum Rule {
+    Always,
+    Status(Vec<i32>),
+    Latency {
+        min_ns: u64,
+        max_ns: u64,
+    },
+    Str {
+        key: String,
+        values: HashSet<String>,
+        regexes: Vec<Regex>,
+        invert: bool,
+    },
+    Numeric {
+        key: String,
+        min: f64,
+        max: f64,
+    },
+    Bool {
+        key: String,
+        value: bool,
+    },
+    Probabilistic {
+        threshold: u64,
+        salt: Vec<u8>,
+        adjusted: f64,
+    },
+    Spans(Bucket),
+    Bytes(Bucket),
+    SpanCount {
+        min: u64,
+        max: u64,
+    },
+    TraceState {
+        key: String,
+        values: Vec<String>,
+    },
+    Tenant {
+        tenants: HashSet<String>,
+        subs: Vec<Rule>,
+    },
+    And(Vec<Rule>),
+    Not(Box<Rule>),
+    Drop(Vec<Rule>),
+    /// Sub-policies in order, each with its own span-rate bucket.
+    Composite(Vec<(Rule, Bucket)>),
+}
+
+/// A shard's own copy of the policies (rate buckets are per shard, so no lock is shared).
+#[derive(Debug, Clone)]
+pub struct PolicySet {
+    names: Vec<String>,
+    rules: Vec<Rule>,
+}
+
+impl PolicySet {
+    /// Compiles validated policies; rates are divided among `shards`.
+    pub fn build(configs: &[PolicyConfig], shards: usize) -> Result<Self, String> {
+        let mut names = Vec::new();
+        let mut rules = Vec::new();
+        for config in configs {
+            names.push(config.name.clone());
+            rules.push(compile(config, shards.max(1) as f64)?);
+        }
+        Ok(Self { names, rules })
+    }
+
+    /// True when some policy reads span attributes or tracestate, so traces must be decoded
+    /// before they are decided; otherwise the trace summary is enough.
+    pub fn needs_spans(&self) -> bool {
+        self.rules.iter().any(Rule::needs_spans)
+    }
+
+    pub fn names(&self) -> &[String] {
+        &self.names
+    }
+
+    /// Evaluates every policy (rate buckets see every trace) and combines the verdicts.
+    pub fn decide(&mut self, trace: &Trace, now: Instant) -> Outcome {
+        let mut outcome = Outcome {
+            verdict: Verdict::NotSampled,
+            policy: None,
+            adjusted_count: None,
+        };
+        for (i, rule) in self.rules.iter_mut().enumerate() {
+            let verdict = rule.eval(trace, now);
+            match (verdict, outcome.verdict) {
+                (Verdict::Dropped, Verdict::Dropped) => {}
+                (Verdict::Dropped, _) => {
+                    outcome = Outcome {
+                        verdict: Verdict::Dropped,
+                        policy: Some(i),
+                        adjusted_count: None,
+                    };
+                }
+                (Verdict::Sampled, Verdict::NotSampled) => {
+                    outcome.verdict = Verdict::Sampled;
+                    outcome.policy = Some(i);
+                    if let Rule::Probabilistic { adjusted, .. } = rule {
+                        outcome.adjusted_count = Some(*adjusted);
+                    }
+                }
+                _ => {}
+            }
+        }
+        outcome
+    }
+}
+
+fn compile(config: &PolicyConfig, shards: f64) -> Result<Rule, String> {
+    let missing = || {
+        format!(
+            "policy {:?}: the {} block is missing",
+            config.name, config.kind
+        )
+    };
+    let rule = match config.kind.as_str() {
+        "always_sample" => Rule::Always,
+        "status_code" => {
+            let c = config.status_code.as_ref().ok_or_else(missing)?;
+            Rule::Status(c.status_codes.iter().map(|s| status_number(s)).collect())
+        }
+        "latency" => {
+            let c = config.latency.as_ref().ok_or_else(missing)?;
+            let ms = |v: i64| u64::try_from(v).unwrap_or(0).saturating_mul(1_000_000);
+            let max_ns = if c.upper_threshold_ms == 0 {
+                u64::MAX
+            } else {
+                ms(c.upper_threshold_ms)
+            };
+            Rule::Latency {
+                min_ns: ms(c.threshold_ms),
+                max_ns,
+            }
+        }
+        "string_attribute" => {
+            compile_string(config.string_attribute.as_ref().ok_or_else(missing)?)?
+        }
+        "numeric_attribute" => {
+            let c = config.numeric_attribute.as_ref().ok_or_else(missing)?;
+            Rule::Numeric {
+                key: c.key.clone(),
+                min: c.min_value,
+                max: c.max_value,
+            }
+        }
+        "boolean_attribute" => {
+            let c = config.boolean_attribute.as_ref().ok_or_else(missing)?;
+            Rule::Bool {
+                key: c.key.clone(),
+                value: c.value,
+            }
+        }
+        "probabilistic" => {
+            let c = config.probabilistic.as_ref().ok_or_else(missing)?;
+            let share = (c.sampling_percentage / 100.0).clamp(0.0, 1.0);
+            Rule::Probabilistic {
+                threshold: (share * u64::MAX as f64) as u64,
+                salt: c.hash_salt.as_bytes().to_vec(),
+                adjusted: if share > 0.0 { 1.0 / share } else { 0.0 },
+            }
+        }
+        "rate_limiting" => {
+            let c = config.rate_limiting.as_ref().ok_or_else(missing)?;
+            Rule::Spans(Bucket::new(
+                c.spans_per_second as f64 / shards,
+                c.burst_capacity as f64 / shards,
+            ))
+        }
+        "bytes_limiting" => {
+            let c = config.bytes_limiting.as_ref().ok_or_else(missing)?;
+            Rule::Bytes(Bucket::new(
+                c.bytes_per_second as f64 / shards,
+                c.burst_capacity as f64 / shards,
+            ))
+        }
+        "span_count" => {
+            let c = config.span_count.as_ref().ok_or_else(missing)?;
+            Rule::SpanCount {
+                min: c.min_spans,
+                max: if c.max_spans == 0 {
+                    u64::MAX
+                } else {
+                    c.max_spans
+                },
+            }
+        }
+        "trace_state" => {
+            let c = config.trace_state.as_ref().ok_or_else(missing)?;
+            Rule::TraceState {
+                key: c.key.clone(),
+                values: c.values.clone(),
+            }
+        }
+        "tenant" => {
+            let c = config.tenant.as_ref().ok_or_else(missing)?;
+            Rule::Tenant {
+                tenants: c.tenants.iter().cloned().collect(),
+                subs: compile_all(&c.policies, shards)?,
+            }
+        }
+        "and" => Rule::And(compile_all(
+            &config.and.as_ref().ok_or_else(missing)?.and_sub_policy,
+            shards,
+        )?),
+        "drop" => Rule::Drop(compile_all(
+            &config.drop.as_ref().ok_or_else(missing)?.drop_sub_policy,
+            shards,
+        )?),
+        "not" => {
+            let sub = config
+                .not
+                .as_ref()
+                .and_then(|c| c.not_sub_policy.as_ref())
+                .ok_or_else(missing)?;
+            Rule::Not(Box::new(compile(sub, shards)?))
+        }
+        "composite" => compile_composite(config.composite.as_ref().ok_or_else(missing)?, shards)?,
+        other => return Err(format!("policy {:?}: unknown type {other:?}", config.name)),
+    };
+    Ok(rule)
+}
+
+fn compile_composite(c: &super::config::CompositeConfig, shards: f64) -> Result<Rule, String> {
+    let mut order: Vec<&PolicyConfig> = Vec::new();
+    for name in &c.policy_order {
+        order.extend(c.composite_sub_policy.iter().find(|p| &p.name == name));
+    }
+    for sub in &c.composite_sub_policy {
+        if !order.iter().any(|p| p.name == sub.name) {
+            order.push(sub);
+        }
+    }
+    let total = c.max_total_spans_per_second as f64 / shards;
+    let mut subs = Vec::with_capacity(order.len());
+    for sub in order {
+        let percent = c
+            .rate_allocation
+            .iter()
+            .find(|a| a.policy == sub.name)
+            .map_or(0.0, |a| a.percent);
+        let rate = total * percent / 100.0;
+        subs.push((compile(sub, shards)?, Bucket::new(rate, rate)));
+    }
+    Ok(Rule::Composite(subs))
+}
+
+fn compile_all(configs: &[PolicyConfig], shards: f64) -> Result<Vec<Rule>, String> {
+    let mut rules = Vec::with_capacity(configs.len());
+    for config in configs {
+        rules.push(compile(config, shards)?);
+    }
+    Ok(rules)
+}
+
+fn compile_string(c: &super::config::StringAttributeConfig) -> Result<Rule, String> {
+    let mut regexes = Vec::new();
+    let mut values = HashSet::new();
+    for value in &c.values {
+        if c.enabled_regex_matching {
+            let anchored = format!("^(?:{value})$");
+            regexes.push(
+                Regex::new(&anchored)
+                    .map_err(|e| format!("invalid regular expression {value:?}: {e}"))?,
+            );
+        } else {
+            values.insert(value.clone());
+        }
+    }
+    Ok(Rule::Str {
+        key: c.key.clone(),
+        values,
+        regexes,
+        invert: c.invert_match,
+    })
+}
+
+fn status_number(name: &str) -> i32 {
+    match name {
+        "OK" => StatusCode::Ok as i32,
+        "ERROR" => StatusCode::Error as i32,
+        _ => StatusCode::Unset as i32,
+    }
+}
+
+fn sampled(yes: bool) -> Verdict {
+    if yes {
+        Verdict::Sampled
+    } else {
+        Verdict::NotSampled
+    }
+}
+
+impl Rule {
+    fn needs_spans(&self) -> bool {
+        match self {
+            Rule::Str { .. }
+            | Rule::Numeric { .. }
+            | Rule::Bool { .. }
+            | Rule::TraceState { .. } => true,
+            Rule::Tenant { subs, .. } | Rule::And(subs) | Rule::Drop(subs) => {
+                subs.iter().any(Rule::needs_spans)
+            }
+            Rule::Not(sub) => sub.needs_spans(),
+            Rule::Composite(subs) => subs.iter().any(|(rule, _)| rule.needs_spans()),
+            _ => false,
+        }
+    }
+
+    fn eval(&mut self, trace: &Trace, now: Instant) -> Verdict {
+        match self {
+            Rule::Always => Verdict::Sampled,
+            Rule::Status(codes) => sampled(codes.iter().any(|c| trace.has_status(*c))),
+            Rule::Latency { min_ns, max_ns } => {
+                let d = trace.duration_nanos();
+                sampled(d >= *min_ns && d <= *max_ns)
+            }
+            Rule::Str {
+                key,
+                values,
+                regexes,
+                invert,
+            } => {
+                let hit = any_attribute(trace, key, |v| match v {
+                    Value::StringValue(s) => {
+                        values.contains(s) || regexes.iter().any(|r| r.is_match(s))
+                    }
+                    _ => false,
+                });
+                sampled(hit != *invert)
+            }
+            Rule::Numeric { key, min, max } => sampled(any_attribute(trace, key, |v| {
+                let n = match v {
+                    Value::IntValue(i) => *i as f64,
+                    Value::DoubleValue(d) => *d,
+                    _ => return false,
+                };
+                n >= *min && n <= *max
+            })),
+            Rule::Bool { key, value } => sampled(any_attribute(
+                trace,
+                key,
+                |v| matches!(v, Value::BoolValue(b) if b == value),
+            )),
+            Rule::Probabilistic {
+                threshold, salt, ..
+            } => sampled(trace_hash(trace.trace_id, salt) < *threshold),
+            Rule::Spans(bucket) => sampled(bucket.take(trace.spans as f64, now)),
+            Rule::Bytes(bucket) => sampled(bucket.take(trace.bytes as f64, now)),
+            Rule::SpanCount { min, max } => {
+                sampled((trace.spans as u64) >= *min && (trace.spans as u64) <= *max)
+            }
+            Rule::TraceState { key, values } => sampled(
+                trace
+                    .spans()
+                    .any(|(_, s)| trace_state_matches(&s.trace_state, key, values)),
+            ),
+            Rule::Tenant { tenants, subs } => {
+                if trace.tenant().is_some_and(|t| tenants.contains(t)) {
+                    combine(subs, trace, now)
+                } else {
+                    Verdict::NotSampled
+                }
+            }
+            Rule::And(subs) => {
+                let mut all = true;
+                for sub in subs.iter_mut() {
+                    all &= sub.eval(trace, now) == Verdict::Sampled;
+                }
+                sampled(all)
+            }
+            Rule::Not(sub) => sampled(sub.eval(trace, now) == Verdict::NotSampled),
+            Rule::Composite(subs) => {
+                for (rule, bucket) in subs.iter_mut() {
+                    if rule.eval(trace, now) == Verdict::Sampled
+                        && bucket.take(trace.spans as f64, now)
+                    {
+                        return Verdict::Sampled;
+                    }
+                }
+                Verdict::NotSampled
+            }
+            Rule::Drop(subs) => {
+                let mut all = true;
+                for sub in subs.iter_mut() {
+                    all &= sub.eval(trace, now) == Verdict::Sampled;
+                }
+                if all {
+                    Verdict::Dropped
+                } else {
+                    Verdict::NotSampled
+                }
+            }
+        }
+    }
+}
+
+/// The set rule applied to sub-policies: any drop wins, else any sample.
+fn combine(rules: &mut [Rule], trace: &Trace, now: Instant) -> Verdict {
+    let mut result = Verdict::NotSampled;
+    for rule in rules.iter_mut() {
+        match rule.eval(trace, now) {
+            Verdict::Dropped => result = Verdict::Dropped,
+            Verdict::Sampled if result == Verdict::NotSampled => result = Verdict::Sampled,
+            _ => {}
+        }
+    }
+    result
+}
+
+/// True when any span or resource attribute named `key` satisfies `test`.
+fn any_attribute(trace: &Trace, key: &str, mut test: impl FnMut(&Value) -> bool) -> bool {
+    let mut check = |attrs: &[KeyValue]| {
+        attrs.iter().any(|kv| {
+            kv.key == key
+                && kv
+                    .value
+                    .as_ref()
+                    .and_then(|v| v.value.as_ref())
+                    .is_some_and(&mut test)
+        })
+    };
+    for rs in &trace.groups {
+        if rs.resource.as_ref().is_some_and(|r| check(&r.attributes)) {
+            return true;
+        }
+        for ss in &rs.scope_spans {
+            if ss.spans.iter().any(|s| check(&s.attributes)) {
+                return true;
+            }
+        }
+    }
+    false
+}
+
+/// True when the W3C tracestate list (`k1=v1,k2=v2`) sets `key` to one of `values`.
+fn trace_state_matches(state: &str, key: &str, values: &[String]) -> bool {
+    state
+        .split(',')
+        .any(|entry| match entry.trim().split_once('=') {
+            Some((k, v)) => k == key && values.iter().any(|want| want == v),
+            None => false,
+        })
+}
