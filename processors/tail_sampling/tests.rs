@@ -758,20 +758,6 @@ async fn a_tenant_over_its_share_has_its_own_traces_decided_early() {
     h.assert_accounted();
 }
 
-#[test]
-fn readme_example_validates() {
-    let readme = include_str!("README.md");
-    let start = readme
-        .find("```yaml\n")
-        .expect("the README shows a yaml block")
-        + 8;
-    let end = start + readme[start..].find("```").expect("the yaml block ends");
-    let value: serde_yaml::Value =
-        serde_yaml::from_str(&readme[start..end]).expect("README yaml parses");
-    let inner = serde_yaml::to_string(&value["tail_sampling"]).expect("section serialises");
-    assert_eq!(config(&inner).policies.len(), 5);
-}
-
 const COMPOSITE: &str = "policies:
   - name: c
     type: composite
