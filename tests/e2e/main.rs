@@ -4,6 +4,7 @@
 mod backpressure;
 mod compliance;
 mod configs;
+mod quota;
 mod sdk;
 mod shutdown;
 mod support;
