@@ -5,6 +5,7 @@ mod backpressure;
 mod compliance;
 mod configs;
 mod quota;
+mod sanitizer;
 mod sdk;
 mod shutdown;
 mod support;
