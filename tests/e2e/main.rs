@@ -4,6 +4,8 @@
 mod backpressure;
 mod compliance;
 mod configs;
+mod quota;
+mod sanitizer;
 mod sdk;
 mod shutdown;
 mod support;
