@@ -10,6 +10,7 @@ pub mod host;
 pub mod loadgen;
 pub mod registry;
 pub mod runtime;
+pub mod store;
 pub mod telemetry;
 
 #[path = "../receivers/mod.rs"]
