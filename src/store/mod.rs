@@ -22,6 +22,21 @@ pub(crate) mod testdata;
 #[cfg(test)]
 mod tests;
 
+use opentelemetry_proto::tonic::trace::v1::ResourceSpans;
+
+/// The write-ahead log as the trace store uses it. A batch is appended before `export`
+/// answers Ok; entries are released once every block holding their spans has its index
+/// written; uncommitted entries are replayed into new blocks on start.
+#[async_trait::async_trait]
+pub trait WriteAheadLog: Send + Sync {
+    /// Durably records a batch; returns its sequence number (strictly increasing, from 1).
+    async fn append(&self, batch: &[ResourceSpans]) -> Result<u64, StoreError>;
+    /// Every entry with a sequence number up to `seq` is in a committed block.
+    async fn committed_through(&self, seq: u64) -> Result<(), StoreError>;
+    /// The entries not yet committed, oldest first, to rebuild blocks after a restart.
+    async fn replay(&self) -> Result<Vec<(u64, Vec<ResourceSpans>)>, StoreError>;
+}
+
 /// Everything that can go wrong reading or writing the store.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -45,6 +60,8 @@ pub enum StoreError {
     Column(String),
     #[error("upload failed: {0}")]
     Upload(String),
+    #[error("write-ahead log: {0}")]
+    Wal(String),
     #[error("encoding task failed: {0}")]
     Task(String),
 }

@@ -28,7 +28,7 @@ impl RetentionPolicy {
     /// Whether an hour partition (hours since the epoch) is past retention at `now_unix_secs`.
     fn expired(&self, tenant: &str, hour: u64, now_unix_secs: u64) -> bool {
         let end = (hour + 1) * 3600;
-        end + self.for_tenant(tenant).as_secs() <= now_unix_secs
+        end.saturating_add(self.for_tenant(tenant).as_secs()) <= now_unix_secs
     }
 }
 

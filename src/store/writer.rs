@@ -226,6 +226,11 @@ impl BlockWriter {
         Some(oldest + self.config.max_block_age)
     }
 
+    /// When the oldest buffered span arrived.
+    pub fn oldest_buffered(&self) -> Option<Instant> {
+        self.buffers.values().map(|b| b.opened).min()
+    }
+
     pub fn is_empty(&self) -> bool {
         self.buffers.is_empty()
     }
