@@ -3,6 +3,8 @@
 mod config;
 mod exporter;
 #[cfg(test)]
+mod outside_tests;
+#[cfg(test)]
 mod tests;
 
 pub use config::{CompactionConfig, Compression, TenantOverrides, TraceStoreConfig};
