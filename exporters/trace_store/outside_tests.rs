@@ -25,10 +25,10 @@ fn python(script: &str) -> serde_json::Value {
     serde_json::from_slice(&output.stdout).expect("the script prints JSON")
 }
 
-async fn write_store(dir: &std::path::Path, batches: &[TraceBatch]) {
+async fn write_store(dir: &std::path::Path, batches: &[TraceBatch], row_group_spans: usize) {
     let config = TraceStoreConfig {
         url: format!("file://{}", dir.display()),
-        row_group_spans: 1000,
+        row_group_spans,
         ..Default::default()
     };
     let mut exporter = build_exporter(&config, "trace_store", None).unwrap();
@@ -60,7 +60,7 @@ async fn duckdb_reads_spans_traces_tenants_and_one_trace() {
             HOUR_START + 3_600_000_000_000,
         )),
     ];
-    write_store(dir.path(), &batches).await;
+    write_store(dir.path(), &batches, 50).await;
     let root = dir.path().display();
     let script = format!(
         r#"
@@ -104,7 +104,7 @@ async fn bytes_per_span_on_disk() {
         otlp_bytes += batch.size_hint();
         batches.push(batch);
     }
-    write_store(dir.path(), &batches).await;
+    write_store(dir.path(), &batches, 10_000).await;
     let (mut spans_bytes, mut traces_bytes) = (0, 0);
     for (table, total) in [("spans", &mut spans_bytes), ("traces", &mut traces_bytes)] {
         let partition = dir

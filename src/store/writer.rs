@@ -11,8 +11,9 @@ use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 use opentelemetry_proto::tonic::trace::v1::ResourceSpans;
 use parquet::arrow::ArrowWriter;
-use parquet::basic::{Compression, ZstdLevel};
-use parquet::file::properties::{EnabledStatistics, WriterProperties};
+use parquet::basic::{Compression, Encoding, ZstdLevel};
+use parquet::file::properties::{EnabledStatistics, WriterProperties, WriterVersion};
+use parquet::schema::types::ColumnPath;
 use prost::Message;
 use tokio::io::AsyncWriteExt;
 use tokio::time::Instant;
@@ -248,9 +249,22 @@ fn properties(config: &WriterConfig) -> Result<WriterProperties, StoreError> {
         Some(level) => Compression::ZSTD(ZstdLevel::try_new(level)?),
         None => Compression::UNCOMPRESSED,
     };
-    Ok(WriterProperties::builder()
+    let mut builder = WriterProperties::builder()
+        .set_writer_version(WriterVersion::PARQUET_2_0)
         .set_compression(compression)
-        .set_dictionary_enabled(true)
+        .set_dictionary_enabled(true);
+    // Unique ids gain nothing from a dictionary; times within a trace are close together,
+    // so deltas are small once rows are sorted by trace.
+    for column in ["span_id", "parent_span_id"] {
+        builder = builder.set_column_dictionary_enabled(ColumnPath::from(column), false);
+    }
+    for column in ["start_time", "end_time", "duration_ns"] {
+        let path = ColumnPath::from(column);
+        builder = builder
+            .set_column_dictionary_enabled(path.clone(), false)
+            .set_column_encoding(path, Encoding::DELTA_BINARY_PACKED);
+    }
+    Ok(builder
         // Page statistics write the column and offset indexes (the page index).
         .set_statistics_enabled(EnabledStatistics::Page)
         .set_max_row_group_row_count(Some(config.row_group_spans.max(1)))
