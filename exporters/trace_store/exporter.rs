@@ -38,6 +38,28 @@ pub(crate) struct Shared {
     /// The most uncommitted span bytes held before exports are refused.
     pub max_uncommitted: u64,
     pub retention: Option<RetentionPolicy>,
+    pub backoff: parking_lot::Mutex<Backoff>,
+}
+
+/// Exponential backoff of block uploads while object storage fails.
+#[derive(Debug, Default)]
+pub(crate) struct Backoff {
+    retry_at: Option<Instant>,
+    delay: Duration,
+}
+
+impl Backoff {
+    const FIRST: Duration = Duration::from_secs(1);
+    const MAX: Duration = Duration::from_secs(60);
+
+    fn after(&mut self, succeeded: bool) {
+        if succeeded {
+            *self = Backoff::default();
+            return;
+        }
+        self.delay = (self.delay * 2).clamp(Self::FIRST, Self::MAX);
+        self.retry_at = Some(Instant::now() + self.delay);
+    }
 }
 
 fn unix_now() -> Duration {
@@ -50,6 +72,17 @@ impl Shared {
     /// Seals due blocks (all of them with `all`) and writes them; a failed block goes back
     /// into its buffer for the next attempt. Returns the first failure.
     pub async fn commit(&self, all: bool) -> Result<(), StoreError> {
+        // While storage fails, background attempts back off instead of re-encoding blocks
+        // every tick; a flush or shutdown always tries.
+        if !all
+            && self
+                .backoff
+                .lock()
+                .retry_at
+                .is_some_and(|at| Instant::now() < at)
+        {
+            return Ok(());
+        }
         let (sealed, config) = {
             let mut writer = self.writer.lock().await;
             let millis = unix_now().as_millis() as u64;
@@ -79,6 +112,7 @@ impl Shared {
         }
         self.release_wal().await?;
         self.update_gauges().await;
+        self.backoff.lock().after(first_error.is_none());
         first_error.map_or(Ok(()), Err)
     }
 

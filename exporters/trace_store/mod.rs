@@ -70,6 +70,7 @@ pub fn build_exporter(
         wal,
         max_uncommitted: config.wal_max_bytes.bytes(),
         retention: retention_policy(config),
+        backoff: Default::default(),
     }))
 }
 

@@ -231,3 +231,30 @@ async fn the_log_holds_each_batch_until_its_block_is_committed_and_is_replayed()
     assert_eq!(flatten(&read), flatten(&pending.resource_spans));
     assert!(wal.entries.lock().is_empty());
 }
+
+#[tokio::test]
+async fn a_storage_outage_keeps_spans_buffered_until_storage_returns() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = TraceStoreConfig {
+        url: format!("file://{}", dir.path().display()),
+        ..Default::default()
+    };
+    let mut exporter = build_exporter(&config, "trace_store", None).unwrap();
+    // A plain file where the spans folder belongs makes every block upload fail.
+    let blocker = dir.path().join("spans");
+    std::fs::write(&blocker, b"not a directory").unwrap();
+    let sent = batch(1, 10, Some("acme"));
+    exporter.export(&sent).await.unwrap();
+    assert!(matches!(
+        exporter.flush().await,
+        Err(ExportError::Retryable { .. })
+    ));
+    assert!(exporter.flush().await.is_err(), "still down");
+    assert!(exporter.reader().blocks("acme").await.unwrap().is_empty());
+    std::fs::remove_file(&blocker).unwrap();
+    exporter.flush().await.unwrap();
+    assert_eq!(
+        flatten(&read_all(&exporter).await),
+        flatten(&sent.resource_spans)
+    );
+}

@@ -358,7 +358,18 @@ pub async fn write_block(
     };
     match put_files(store, layout, &block, encoded).await {
         Ok(meta) => Ok(meta),
-        Err(e) => Err(Box::new((e, block))),
+        Err(e) => {
+            // Outside engines read the Parquet files without the index: remove what did
+            // get written so the retried block does not count twice there. Best effort;
+            // retention removes leftovers with their partition.
+            for path in [
+                layout.spans(&block.partition, &block.id),
+                layout.traces(&block.partition, &block.id),
+            ] {
+                let _ = store.delete(&path).await;
+            }
+            Err(Box::new((e, block)))
+        }
     }
 }
 
@@ -399,4 +410,21 @@ async fn put_files(
     })?;
     store.put(&index_path, PutPayload::from(json)).await?;
     Ok(meta)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use object_store::memory::InMemory;
+
+    #[tokio::test]
+    async fn large_objects_go_up_in_parts_and_arrive_whole() {
+        let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+        let path = Path::from("big.parquet");
+        let bytes: Vec<u8> = (0..40 << 20).map(|i: u32| (i % 251) as u8).collect();
+        upload(&store, &path, bytes.clone()).await.unwrap();
+        let back = store.get(&path).await.unwrap().bytes().await.unwrap();
+        assert_eq!(back.len(), bytes.len());
+        assert!(back == bytes);
+    }
 }
