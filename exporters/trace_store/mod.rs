@@ -5,6 +5,8 @@ mod exporter;
 #[cfg(test)]
 mod outside_tests;
 #[cfg(test)]
+mod s3_tests;
+#[cfg(test)]
 mod tests;
 
 pub use config::{CompactionConfig, Compression, TenantOverrides, TraceStoreConfig};

@@ -3,7 +3,9 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use object_store::ObjectStore;
+use object_store::{ObjectStore, RetryConfig};
+
+use crate::config::units::HumanDuration;
 use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey};
 use object_store::local::LocalFileSystem;
 use object_store::memory::InMemory;
@@ -54,7 +56,7 @@ impl Location {
     /// Checks that every option is one the S3 client knows (pure, for config validation).
     pub fn unknown_option(&self, key: &str) -> bool {
         match self {
-            Location::S3 { .. } => s3_key(key).is_none(),
+            Location::S3 { .. } => s3_key(key).is_none() && !RETRY_KEYS.contains(&key),
             _ => true,
         }
     }
@@ -79,8 +81,13 @@ impl Location {
             }
             Location::S3 { bucket, prefix } => {
                 // from_env: credentials (AWS_ACCESS_KEY_ID, ...) never sit in the config file.
-                let mut builder = AmazonS3Builder::from_env().with_bucket_name(bucket);
+                let mut builder = AmazonS3Builder::from_env()
+                    .with_bucket_name(bucket)
+                    .with_retry(retry(options).map_err(bad)?);
                 for (key, value) in options {
+                    if RETRY_KEYS.contains(&key.as_str()) {
+                        continue;
+                    }
                     let key = s3_key(key).ok_or_else(|| bad(format!("unknown option {key:?}")))?;
                     builder = builder.with_config(key, value);
                 }
@@ -91,6 +98,23 @@ impl Location {
             }
         }
     }
+}
+
+/// Options spanline reads itself: the client's retry budget per request. Block uploads are
+/// retried again by the exporter, so a short budget surfaces an outage quickly.
+const RETRY_KEYS: [&str; 2] = ["max_retries", "retry_timeout"];
+
+fn retry(options: &BTreeMap<String, String>) -> Result<RetryConfig, String> {
+    let mut config = RetryConfig::default();
+    if let Some(n) = options.get("max_retries") {
+        config.max_retries = n
+            .parse()
+            .map_err(|_| format!("max_retries must be a number, got {n:?}"))?;
+    }
+    if let Some(t) = options.get("retry_timeout") {
+        config.retry_timeout = HumanDuration::parse(t)?.get();
+    }
+    Ok(config)
 }
 
 /// `endpoint`, `region`, `allow_http` and the rest of object_store's S3 keys.
@@ -132,5 +156,6 @@ mod tests {
         assert!(!s3.unknown_option("allow_http"));
         assert!(!s3.unknown_option("region"));
         assert!(s3.unknown_option("bogus"));
+        assert!(!s3.unknown_option("retry_timeout"));
     }
 }
