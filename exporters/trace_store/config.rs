@@ -28,7 +28,8 @@ pub struct TenantOverrides {
 #[derive(Debug, Clone, PartialEq, serde::Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct CompactionConfig {
-    /// Bool: run compaction (not available in this version; see the README).
+    /// Bool: merge the small blocks of closed hour partitions into blocks near
+    /// `max_block_bytes`.
     pub enabled: bool,
     /// Duration: time between compaction runs.
     pub interval: HumanDuration,
@@ -37,7 +38,7 @@ pub struct CompactionConfig {
 impl Default for CompactionConfig {
     fn default() -> Self {
         Self {
-            enabled: false,
+            enabled: true,
             interval: HumanDuration::from_secs(600),
         }
     }
@@ -143,11 +144,8 @@ impl ComponentConfig for TraceStoreConfig {
             }
         }
         self.validate_tenants(problems);
-        if self.compaction.enabled {
-            problems.warning(
-                "compaction::enabled",
-                "compaction is not available in this version; blocks are left as written",
-            );
+        if self.compaction.enabled && self.compaction.interval.is_zero() {
+            problems.error("compaction::interval", "must be greater than 0");
         }
     }
 }

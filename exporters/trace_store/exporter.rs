@@ -12,11 +12,13 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::component::names::{
-    STORE_BLOCKS_WRITTEN, STORE_BUFFERED_BYTES, STORE_BYTES_WRITTEN, STORE_INDEX_LAG,
-    STORE_RAW_BYTES_WRITTEN, STORE_RETENTION_DELETED_BLOCKS, STORE_SPANS_WRITTEN,
-    STORE_UPLOAD_FAILURES, STORE_UPLOAD_LATENCY,
+    STORE_BLOCKS_WRITTEN, STORE_BUFFERED_BYTES, STORE_BYTES_WRITTEN, STORE_COMPACTED_BYTES,
+    STORE_COMPACTION_RUNS, STORE_INDEX_LAG, STORE_RAW_BYTES_WRITTEN,
+    STORE_RETENTION_DELETED_BLOCKS, STORE_SPANS_WRITTEN, STORE_UPLOAD_FAILURES,
+    STORE_UPLOAD_LATENCY,
 };
 use crate::component::{ComponentError, ExportError, Exporter, Health, TraceBatch};
+use crate::store::compaction;
 use crate::store::index::BlockMeta;
 use crate::store::layout::Layout;
 use crate::store::retention::{self, RetentionPolicy};
@@ -39,6 +41,8 @@ pub(crate) struct Shared {
     pub max_uncommitted: u64,
     pub retention: Option<RetentionPolicy>,
     pub backoff: parking_lot::Mutex<Backoff>,
+    /// Time between compaction runs, when compaction is enabled.
+    pub compaction_interval: Option<Duration>,
 }
 
 /// Exponential backoff of block uploads while object storage fails.
@@ -146,6 +150,26 @@ impl Shared {
         gauge!(STORE_INDEX_LAG, "exporter" => self.id.clone()).set(lag);
     }
 
+    async fn compact(&self) {
+        let config = self.writer.lock().await.config().clone();
+        // Late spans still reach an hour shortly after it ends; leave it alone until then.
+        let grace = (config.max_block_age * 2).max(Duration::from_secs(600));
+        let now = unix_now().as_secs();
+        match compaction::compact(&self.store, &self.layout, &config, grace, now).await {
+            Ok(report) => {
+                counter!(STORE_COMPACTION_RUNS, "exporter" => self.id.clone(), "result" => "ok")
+                    .increment(1);
+                counter!(STORE_COMPACTED_BYTES, "exporter" => self.id.clone())
+                    .increment(report.raw_bytes);
+            }
+            Err(error) => {
+                counter!(STORE_COMPACTION_RUNS, "exporter" => self.id.clone(), "result" => "failed")
+                    .increment(1);
+                tracing::warn!(exporter = %self.id, %error, "compaction run failed");
+            }
+        }
+    }
+
     async fn apply_retention(&self) {
         let Some(policy) = &self.retention else {
             return;
@@ -230,6 +254,23 @@ impl TraceStoreExporter {
         }));
     }
 
+    fn spawn_compaction(&mut self) {
+        let Some(interval) = self.shared.compaction_interval else {
+            return;
+        };
+        let shared = self.shared.clone();
+        let cancel = self.cancel.clone();
+        self.tasks.push(tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = cancel.cancelled() => return,
+                    _ = tokio::time::sleep(interval) => {}
+                }
+                shared.compact().await;
+            }
+        }));
+    }
+
     /// The next sequence number: the log's, or a local counter when there is no log.
     async fn record(&mut self, batch: &TraceBatch) -> Result<u64, ExportError> {
         match &self.shared.wal {
@@ -253,6 +294,7 @@ impl Exporter for TraceStoreExporter {
             .map_err(|e| ComponentError::other(&self.shared.id, format!("replay: {e}")))?;
         self.spawn_committer();
         self.spawn_retention();
+        self.spawn_compaction();
         Ok(())
     }
 

@@ -41,6 +41,7 @@ impl ExporterFactory for TraceStoreExporterFactory {
   retention: 14d
   tenants:
     acme: { retention: 30d }
+  compaction: { enabled: true, interval: 10m }
 ";
 
     fn build(
@@ -73,6 +74,10 @@ pub fn build_exporter(
         max_uncommitted: config.wal_max_bytes.bytes(),
         retention: retention_policy(config),
         backoff: Default::default(),
+        compaction_interval: config
+            .compaction
+            .enabled
+            .then(|| config.compaction.interval.get()),
     }))
 }
 

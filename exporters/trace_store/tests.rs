@@ -258,3 +258,29 @@ async fn a_storage_outage_keeps_spans_buffered_until_storage_returns() {
         flatten(&sent.resource_spans)
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn background_compaction_merges_the_blocks_of_a_closed_hour() {
+    let mut exporter = build_exporter(&memory_config(), "trace_store", None).unwrap();
+    exporter.start().await.unwrap();
+    let yesterday = HOUR_START - 86_400_000_000_000;
+    let mut sent = Vec::new();
+    for seed in 0..3 {
+        let batch = TraceBatch::measured(testdata::batch(seed, 4, 3, Some("acme"), yesterday));
+        exporter.export(&batch).await.unwrap();
+        exporter.flush().await.unwrap();
+        sent.extend(batch.resource_spans);
+    }
+    assert_eq!(exporter.reader().blocks("acme").await.unwrap().len(), 3);
+    let mut blocks = 3;
+    for _ in 0..60 {
+        tokio::time::sleep(Duration::from_secs(15)).await;
+        blocks = exporter.reader().blocks("acme").await.unwrap().len();
+        if blocks == 1 {
+            break;
+        }
+    }
+    assert_eq!(blocks, 1, "compaction (every 10m) merged the hour's blocks");
+    assert_eq!(flatten(&read_all(&exporter).await), flatten(&sent));
+    exporter.shutdown().await;
+}

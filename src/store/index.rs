@@ -38,6 +38,10 @@ pub struct BlockMeta {
     pub traces_path: String,
     pub row_groups: Vec<RowGroupBounds>,
     pub bloom: Bloom,
+    /// Blocks this one replaces (written by compaction): readers skip them from the moment
+    /// this index exists, so a crash before their deletion shows no duplicates.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub compacted_from: Vec<String>,
 }
 
 impl BlockMeta {
@@ -90,6 +94,7 @@ impl BlockMeta {
             traces_path: String::new(),
             row_groups,
             bloom,
+            compacted_from: Vec::new(),
         }
     }
 

@@ -6,6 +6,7 @@
 //! last: a block without its index object is invisible.
 
 pub mod bloom;
+pub mod compaction;
 pub mod convert;
 pub mod decode;
 pub mod index;

@@ -49,8 +49,24 @@ impl StoreReader {
         Ok(out)
     }
 
-    /// The index of every committed block of `tenant`, oldest first.
+    /// The index of every visible block of `tenant`, oldest first: committed, and not
+    /// replaced by a compacted block.
     pub async fn blocks(&self, tenant: &str) -> Result<Vec<BlockMeta>, StoreError> {
+        let all = self.all_blocks(tenant).await?;
+        let replaced: std::collections::HashSet<&str> = all
+            .iter()
+            .flat_map(|m| m.compacted_from.iter().map(String::as_str))
+            .collect();
+        let visible = all
+            .iter()
+            .filter(|m| !replaced.contains(m.block_id.as_str()))
+            .cloned()
+            .collect();
+        Ok(visible)
+    }
+
+    /// Every index object of `tenant`, including blocks a compaction already replaced.
+    pub async fn all_blocks(&self, tenant: &str) -> Result<Vec<BlockMeta>, StoreError> {
         let dir = self.layout.index_dir(tenant);
         let objects: Vec<_> = self.store.list(Some(&dir)).try_collect().await?;
         let mut metas = Vec::with_capacity(objects.len());
@@ -58,7 +74,12 @@ impl StoreReader {
             if object.location.extension() != Some("json") {
                 continue;
             }
-            metas.push(self.block(&object.location).await?);
+            // Retention or compaction may delete an index between listing and reading it.
+            match self.block(&object.location).await {
+                Ok(meta) => metas.push(meta),
+                Err(StoreError::ObjectStore(object_store::Error::NotFound { .. })) => {}
+                Err(e) => return Err(e),
+            }
         }
         metas.sort_by(|a, b| a.block_id.cmp(&b.block_id));
         Ok(metas)

@@ -226,3 +226,72 @@ async fn retention_deletes_expired_partitions_only() {
         .unwrap();
     assert_eq!(again, Default::default());
 }
+
+#[tokio::test]
+async fn compaction_merges_small_blocks_of_closed_hours_and_finishes_after_a_crash() {
+    use super::compaction::compact;
+    use object_store::ObjectStoreExt;
+
+    let (store, layout) = Location::Memory
+        .open("memory://", &BTreeMap::new())
+        .unwrap();
+    let mut sent = Vec::new();
+    for seed in 0..6 {
+        let batch = testdata::batch(seed, 5, 3, Some("acme"), HOUR_START);
+        write_all(&store, &layout, std::slice::from_ref(&batch)).await;
+        sent.extend(batch);
+    }
+    // An open hour (the current one at `now`) is left alone.
+    let next_hour = HOUR_START + 3_600_000_000_000;
+    write_all(
+        &store,
+        &layout,
+        &[testdata::batch(10, 2, 2, Some("acme"), next_hour)],
+    )
+    .await;
+    write_all(
+        &store,
+        &layout,
+        &[testdata::batch(11, 2, 2, Some("acme"), next_hour)],
+    )
+    .await;
+    let reader = StoreReader::new(store.clone(), layout.clone());
+    let before = reader.blocks("acme").await.unwrap();
+    assert_eq!(before.len(), 8);
+    let closed_hour = HOUR_START / 3_600_000_000_000;
+    let input = before
+        .iter()
+        .find(|m| m.partition_hour == closed_hour)
+        .unwrap();
+    let old_index = layout.index("acme", &input.block_id);
+    let old_json = store.get(&old_index).await.unwrap().bytes().await.unwrap();
+
+    let now = next_hour / 1_000_000_000 + 1800;
+    let grace = Duration::from_secs(600);
+    let report = compact(&store, &layout, &config(), grace, now)
+        .await
+        .unwrap();
+    assert_eq!((report.written, report.deleted), (1, 6));
+    let after = reader.blocks("acme").await.unwrap();
+    assert_eq!(after.len(), 3, "one merged block plus the open hour's two");
+    let merged = after
+        .iter()
+        .find(|m| m.partition_hour == closed_hour)
+        .unwrap();
+    assert_eq!(merged.span_count, 6 * 5 * 3);
+    assert_eq!(
+        flatten(&reader.block_spans(merged).await.unwrap()),
+        flatten(&sent)
+    );
+
+    // A crash between writing the merged index and deleting an input: the input is hidden
+    // from readers at once, and the next run deletes it.
+    store.put(&old_index, old_json.into()).await.unwrap();
+    assert_eq!(reader.blocks("acme").await.unwrap().len(), 3);
+    assert_eq!(reader.all_blocks("acme").await.unwrap().len(), 4);
+    let again = compact(&store, &layout, &config(), grace, now)
+        .await
+        .unwrap();
+    assert_eq!((again.written, again.deleted), (0, 1));
+    assert_eq!(reader.all_blocks("acme").await.unwrap().len(), 3);
+}

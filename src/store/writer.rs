@@ -74,6 +74,8 @@ pub struct SealedBlock {
     rows: Vec<SpanRow>,
     bytes: u64,
     first_seq: u64,
+    /// Blocks this one replaces (set by compaction).
+    pub compacted_from: Vec<String>,
 }
 
 impl SealedBlock {
@@ -174,6 +176,7 @@ impl BlockWriter {
                     rows: buffer.rows,
                     bytes: buffer.bytes,
                     first_seq: buffer.first_seq,
+                    compacted_from: Vec::new(),
                 });
             }
         }
@@ -297,6 +300,7 @@ fn encode(block: &mut SealedBlock, config: &WriterConfig) -> Result<Encoded, Sto
         config.bloom_false_positive_rate,
     );
     meta.raw_bytes = block.bytes;
+    meta.compacted_from = block.compacted_from.clone();
     meta.spans_bytes = spans.len() as u64;
     meta.traces_bytes = traces.len() as u64;
     Ok(Encoded {
@@ -383,6 +387,7 @@ fn empty_like(_config: &WriterConfig) -> SealedBlock {
         rows: Vec::new(),
         bytes: 0,
         first_seq: 0,
+        compacted_from: Vec::new(),
     }
 }
 

@@ -34,6 +34,8 @@ pub const STORE_UPLOAD_FAILURES: &str = "spanline_store_upload_failures_total";
 pub const STORE_BUFFERED_BYTES: &str = "spanline_store_buffered_bytes";
 pub const STORE_INDEX_LAG: &str = "spanline_store_index_lag_seconds";
 pub const STORE_RETENTION_DELETED_BLOCKS: &str = "spanline_store_retention_deleted_blocks_total";
+pub const STORE_COMPACTION_RUNS: &str = "spanline_store_compaction_runs_total";
+pub const STORE_COMPACTED_BYTES: &str = "spanline_store_compacted_bytes_total";
 pub const BUILD_INFO: &str = "spanline_build_info";
 /// metrics-process publishes `process_*` metrics under this prefix.
 pub const PROCESS_PREFIX: &str = "spanline_";
@@ -179,6 +181,16 @@ pub fn describe_all() {
         STORE_RETENTION_DELETED_BLOCKS,
         Unit::Count,
         "Trace store blocks deleted by retention."
+    );
+    describe_counter!(
+        STORE_COMPACTION_RUNS,
+        Unit::Count,
+        "Trace store compaction runs, by result (ok, failed)."
+    );
+    describe_counter!(
+        STORE_COMPACTED_BYTES,
+        Unit::Bytes,
+        "OTLP bytes of spans rewritten into merged blocks by compaction."
     );
     describe_gauge!(
         BUILD_INFO,
