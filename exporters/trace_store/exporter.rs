@@ -43,6 +43,8 @@ pub(crate) struct Shared {
     pub backoff: parking_lot::Mutex<Backoff>,
     /// Time between compaction runs, when compaction is enabled.
     pub compaction_interval: Option<Duration>,
+    /// Wakes the committer when a buffer is full, so `export` never waits for an upload.
+    pub full: tokio::sync::Notify,
 }
 
 /// Exponential backoff of block uploads while object storage fails.
@@ -230,6 +232,7 @@ impl TraceStoreExporter {
                 tokio::select! {
                     _ = cancel.cancelled() => return,
                     _ = tokio::time::sleep(TICK) => {}
+                    _ = shared.full.notified() => {}
                 }
                 // Failures are logged and counted; the spans stay buffered for the next tick.
                 let _ = shared.commit(false).await;
@@ -325,8 +328,9 @@ impl Exporter for TraceStoreExporter {
             .await
             .add(&batch.resource_spans, seq, Instant::now())
             .map_err(|e| ExportError::permanent(e.to_string()))?;
-        // A failed upload keeps the spans buffered (and logged); the batch itself is taken.
-        let _ = self.shared.commit(false).await;
+        // Encoding and uploading a full block takes seconds: the committer task does it,
+        // and `wal_max_bytes` pushes back if it falls behind.
+        self.shared.full.notify_one();
         Ok(())
     }
 

@@ -74,6 +74,7 @@ pub fn build_exporter(
         max_uncommitted: config.wal_max_bytes.bytes(),
         retention: retention_policy(config),
         backoff: Default::default(),
+        full: Default::default(),
         compaction_interval: config
             .compaction
             .enabled

@@ -284,3 +284,27 @@ async fn background_compaction_merges_the_blocks_of_a_closed_hour() {
     assert_eq!(flatten(&read_all(&exporter).await), flatten(&sent));
     exporter.shutdown().await;
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_full_block_is_committed_by_the_background_task_without_a_flush() {
+    let mut config = memory_config();
+    config.max_block_bytes = crate::component::ByteSize::mib(1);
+    let mut exporter = build_exporter(&config, "trace_store", None).unwrap();
+    exporter.start().await.unwrap();
+    let big = TraceBatch::measured(testdata::batch(1, 1000, 5, Some("acme"), HOUR_START));
+    assert!(big.size_hint() > 1 << 20);
+    exporter.export(&big).await.unwrap();
+    let mut blocks = 0;
+    for _ in 0..100 {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        blocks = exporter.reader().blocks("acme").await.unwrap().len();
+        if blocks > 0 {
+            break;
+        }
+    }
+    assert_eq!(
+        blocks, 1,
+        "rolled by max_block_bytes well before max_block_age"
+    );
+    exporter.shutdown().await;
+}
