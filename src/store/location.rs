@@ -76,10 +76,18 @@ impl Location {
             Location::File(dir) => {
                 std::fs::create_dir_all(dir)
                     .map_err(|e| bad(format!("cannot create {}: {e}", dir.display())))?;
-                let fs = LocalFileSystem::new_with_prefix(dir)?.with_automatic_cleanup(true);
+                // fsync: the write-ahead log drops its entries once a block's index is
+                // written, so a committed block must survive a power loss. Blocks are few
+                // and large, so the cost is a few syncs per block.
+                let fs = LocalFileSystem::new_with_prefix(dir)?
+                    .with_automatic_cleanup(true)
+                    .with_fsync(true);
                 Ok((Arc::new(fs), Layout::default()))
             }
             Location::S3 { bucket, prefix } => {
+                // The S3 client's TLS needs the process-wide rustls provider; ring is the one
+                // the rest of spanline uses. Installing twice is harmless (the first wins).
+                let _ = rustls::crypto::ring::default_provider().install_default();
                 // from_env: credentials (AWS_ACCESS_KEY_ID, ...) never sit in the config file.
                 let mut builder = AmazonS3Builder::from_env()
                     .with_bucket_name(bucket)
