@@ -345,14 +345,17 @@ pub async fn write_block(
 ) -> Result<BlockMeta, Box<(StoreError, SealedBlock)>> {
     let cfg = config.clone();
     let (block, encoded) = match tokio::task::spawn_blocking(move || {
-        let encoded = encode(&mut block, &cfg);
+        // The block always comes back, even from a bug in encoding, so no span is lost.
+        let encoded =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| encode(&mut block, &cfg)))
+                .unwrap_or_else(|_| Err(StoreError::Task("encoding panicked".into())));
         (block, encoded)
     })
     .await
     {
         Ok((block, Ok(encoded))) => (block, encoded),
         Ok((block, Err(e))) => return Err(Box::new((e, block))),
-        // Encoding does not panic on input; a join error means the runtime is shutting down.
+        // Only a runtime shutting down fails the join (panics are caught above).
         Err(e) => {
             return Err(Box::new((
                 StoreError::Task(e.to_string()),
