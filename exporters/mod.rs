@@ -3,3 +3,4 @@
 pub mod debug;
 pub mod nop;
 pub mod otlp;
+pub mod trace_store;

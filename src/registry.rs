@@ -31,6 +31,7 @@ impl Registry {
             .with_exporter(exporters::debug::DebugExporterFactory)
             .with_exporter(exporters::nop::NopExporterFactory)
             .with_exporter(exporters::otlp::OtlpExporterFactory)
+            .with_exporter(exporters::trace_store::TraceStoreExporterFactory)
     }
 
     pub fn with_receiver<F: ReceiverFactory>(mut self, factory: F) -> Self {

@@ -1,3 +1,69 @@
-//! The trace store format: layout, schema, blocks, index, reader, write-ahead log, retention.
+//! The trace store format: partitioned Parquet blocks plus a JSON index on object storage.
+//!
+//! Layout (hive-style, so outside engines prune by partition):
+//! `{root}/spans/tenant={t}/date=YYYY-MM-DD/hour=HH/{block}.parquet`, the same under
+//! `traces/` for the per-trace summary, and `{root}/index/tenant={t}/{block}.json`, written
+//! last: a block without its index object is invisible.
 
+pub mod bloom;
+pub mod compaction;
+pub mod convert;
+pub mod decode;
+pub mod index;
+pub mod layout;
+pub mod location;
+pub mod reader;
+pub mod retention;
+pub mod schema;
+pub mod summary;
 pub mod wal;
+pub mod writer;
+
+#[cfg(test)]
+pub(crate) mod testdata;
+#[cfg(test)]
+mod tests;
+
+use opentelemetry_proto::tonic::trace::v1::ResourceSpans;
+
+/// The write-ahead log as the trace store uses it. A batch is appended before `export`
+/// answers Ok; entries are released once every block holding their spans has its index
+/// written; uncommitted entries are replayed into new blocks on start.
+#[async_trait::async_trait]
+pub trait WriteAheadLog: Send + Sync {
+    /// Durably records a batch; returns its sequence number (strictly increasing, from 1).
+    async fn append(&self, batch: &[ResourceSpans]) -> Result<u64, StoreError>;
+    /// Every entry with a sequence number up to `seq` is in a committed block.
+    async fn committed_through(&self, seq: u64) -> Result<(), StoreError>;
+    /// The entries not yet committed, oldest first, to rebuild blocks after a restart.
+    async fn replay(&self) -> Result<Vec<(u64, Vec<ResourceSpans>)>, StoreError>;
+}
+
+/// Everything that can go wrong reading or writing the store.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("object store: {0}")]
+    ObjectStore(#[from] object_store::Error),
+    #[error("parquet: {0}")]
+    Parquet(#[from] parquet::errors::ParquetError),
+    #[error("arrow: {0}")]
+    Arrow(#[from] arrow::error::ArrowError),
+    #[error("index {path}: {source}")]
+    Index {
+        path: String,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error("invalid store url {url:?}: {message}")]
+    Url { url: String, message: String },
+    #[error("invalid tenant: {0}")]
+    Tenant(String),
+    #[error("unexpected column {0}: the file was not written by this store version")]
+    Column(String),
+    #[error("upload failed: {0}")]
+    Upload(String),
+    #[error("write-ahead log: {0}")]
+    Wal(String),
+    #[error("encoding task failed: {0}")]
+    Task(String),
+}

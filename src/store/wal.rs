@@ -46,7 +46,7 @@ use std::time::{Duration, Instant};
 
 use metrics::{Counter, Gauge, counter, gauge};
 
-use crate::component::TraceBatch;
+use crate::component::{ResourceSpans, TraceBatch};
 use crate::telemetry::metrics as names;
 
 pub use record::Damage;
@@ -268,7 +268,12 @@ impl Wal {
     /// Writes `batch` as the next record and, by the fsync policy, syncs it; when this
     /// returns Ok the batch survives a killed process (and, with `Always`, a power loss).
     pub fn append(&mut self, batch: &TraceBatch) -> Result<Seq, WalError> {
-        let payload_len = record::payload_len(batch);
+        self.append_spans(&batch.resource_spans)
+    }
+
+    /// `append` for spans the caller holds outside a `TraceBatch`.
+    pub fn append_spans(&mut self, spans: &[ResourceSpans]) -> Result<Seq, WalError> {
+        let payload_len = record::payload_len(spans);
         let len = (record::HEADER_LEN + payload_len) as u64;
         let max = self.options.max_bytes;
         if len > max || payload_len > u32::MAX as usize {
@@ -281,7 +286,7 @@ impl Wal {
             });
         }
         let seq = self.next_seq;
-        let buf = record::encode(seq, batch, payload_len);
+        let buf = record::encode(seq, spans, payload_len);
         self.prepare_segment(len)?;
         self.write(&buf, seq)?;
         self.next_seq += 1;

@@ -41,6 +41,17 @@ pub const TAIL_SAMPLING_DECISIONS: &str = "spanline_tail_sampling_decisions_tota
 pub const TAIL_SAMPLING_DECISION_LATENCY: &str = "spanline_tail_sampling_decision_latency_seconds";
 pub const TAIL_SAMPLING_LATE_SPANS: &str = "spanline_tail_sampling_late_spans_total";
 pub const TAIL_SAMPLING_EARLY_DECISIONS: &str = "spanline_tail_sampling_early_decisions_total";
+pub const STORE_BLOCKS_WRITTEN: &str = "spanline_store_blocks_written_total";
+pub const STORE_SPANS_WRITTEN: &str = "spanline_store_spans_written_total";
+pub const STORE_BYTES_WRITTEN: &str = "spanline_store_bytes_written_total";
+pub const STORE_RAW_BYTES_WRITTEN: &str = "spanline_store_raw_bytes_written_total";
+pub const STORE_UPLOAD_LATENCY: &str = "spanline_store_upload_latency_seconds";
+pub const STORE_UPLOAD_FAILURES: &str = "spanline_store_upload_failures_total";
+pub const STORE_BUFFERED_BYTES: &str = "spanline_store_buffered_bytes";
+pub const STORE_INDEX_LAG: &str = "spanline_store_index_lag_seconds";
+pub const STORE_RETENTION_DELETED_BLOCKS: &str = "spanline_store_retention_deleted_blocks_total";
+pub const STORE_COMPACTION_RUNS: &str = "spanline_store_compaction_runs_total";
+pub const STORE_COMPACTED_BYTES: &str = "spanline_store_compacted_bytes_total";
 pub const BUILD_INFO: &str = "spanline_build_info";
 /// metrics-process publishes `process_*` metrics under this prefix.
 pub const PROCESS_PREFIX: &str = "spanline_";
@@ -221,6 +232,61 @@ pub fn describe_all() {
         TAIL_SAMPLING_EARLY_DECISIONS,
         Unit::Count,
         "Traces decided before their deadline, by reason (memory_pressure, max_trace_bytes, tenant_share, shutdown)."
+    );
+    describe_counter!(
+        STORE_BLOCKS_WRITTEN,
+        Unit::Count,
+        "Trace store blocks committed (index object written)."
+    );
+    describe_counter!(
+        STORE_SPANS_WRITTEN,
+        Unit::Count,
+        "Spans in committed trace store blocks."
+    );
+    describe_counter!(
+        STORE_BYTES_WRITTEN,
+        Unit::Bytes,
+        "Compressed Parquet bytes uploaded, by table (spans, traces)."
+    );
+    describe_counter!(
+        STORE_RAW_BYTES_WRITTEN,
+        Unit::Bytes,
+        "OTLP protobuf bytes of the spans in committed blocks (before encoding)."
+    );
+    describe_histogram!(
+        STORE_UPLOAD_LATENCY,
+        Unit::Seconds,
+        "Time to encode and upload one block, index included."
+    );
+    describe_counter!(
+        STORE_UPLOAD_FAILURES,
+        Unit::Count,
+        "Block uploads that failed; their spans stay buffered and are retried."
+    );
+    describe_gauge!(
+        STORE_BUFFERED_BYTES,
+        Unit::Bytes,
+        "OTLP bytes accepted by the trace store and not yet in a committed block."
+    );
+    describe_gauge!(
+        STORE_INDEX_LAG,
+        Unit::Seconds,
+        "Age of the oldest accepted span not yet in a committed block."
+    );
+    describe_counter!(
+        STORE_RETENTION_DELETED_BLOCKS,
+        Unit::Count,
+        "Trace store blocks deleted by retention."
+    );
+    describe_counter!(
+        STORE_COMPACTION_RUNS,
+        Unit::Count,
+        "Trace store compaction runs, by result (ok, failed)."
+    );
+    describe_counter!(
+        STORE_COMPACTED_BYTES,
+        Unit::Bytes,
+        "OTLP bytes of spans rewritten into merged blocks by compaction."
     );
     describe_gauge!(
         BUILD_INFO,

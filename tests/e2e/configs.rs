@@ -154,7 +154,7 @@ service:
     let expected = format!(
         "{}: 3 errors
   error: processors::batch::send_batch_size (line 7): must be greater than 0, got 0
-  error: exporters::kafka (line 9): unknown exporter type \"kafka\"; known types: debug, nop, otlp
+  error: exporters::kafka (line 9): unknown exporter type \"kafka\"; known types: debug, nop, otlp, trace_store
   error: service::pipelines::traces::processors[1] (line 16): processor \"batchh\" is not defined under processors: (defined: batch)
 ",
         file.display()

@@ -2,6 +2,7 @@
 
 use bytes::BufMut;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use opentelemetry_proto::tonic::trace::v1::ResourceSpans;
 use prost::Message;
 
 use crate::component::TraceBatch;
@@ -58,7 +59,7 @@ impl std::fmt::Display for Damage {
 /// Encodes a batch as one record: the payload is the `ExportTraceServiceRequest` wire form,
 /// written field by field so the batch's spans are not cloned. `payload_len` is the batch's
 /// `payload_len`, at most `u32::MAX`.
-pub fn encode(seq: u64, batch: &TraceBatch, payload_len: usize) -> Vec<u8> {
+pub fn encode(seq: u64, spans: &[ResourceSpans], payload_len: usize) -> Vec<u8> {
     let mut buf = Vec::with_capacity(HEADER_LEN + payload_len);
     buf.put_slice(&MAGIC);
     buf.put_u16_le(VERSION);
@@ -66,7 +67,7 @@ pub fn encode(seq: u64, batch: &TraceBatch, payload_len: usize) -> Vec<u8> {
     buf.put_u64_le(seq);
     buf.put_u32_le(u32::try_from(payload_len).unwrap_or(u32::MAX));
     buf.put_u32_le(0);
-    for rs in &batch.resource_spans {
+    for rs in spans {
         prost::encoding::message::encode(1, rs, &mut buf);
     }
     let crc = checksum(&buf[..CRC_OFFSET], &buf[HEADER_LEN..]);
@@ -77,12 +78,12 @@ pub fn encode(seq: u64, batch: &TraceBatch, payload_len: usize) -> Vec<u8> {
 /// The encoded size of a batch's record, computed without encoding it.
 #[cfg(test)]
 pub fn record_len(batch: &TraceBatch) -> u64 {
-    (HEADER_LEN + payload_len(batch)) as u64
+    (HEADER_LEN + payload_len(&batch.resource_spans)) as u64
 }
 
 /// The payload size of a batch's record.
-pub fn payload_len(batch: &TraceBatch) -> usize {
-    crate::component::batch::encoded_len(&batch.resource_spans)
+pub fn payload_len(spans: &[ResourceSpans]) -> usize {
+    crate::component::batch::encoded_len(spans)
 }
 
 fn checksum(header: &[u8], payload: &[u8]) -> u32 {

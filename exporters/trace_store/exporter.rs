@@ -1,0 +1,365 @@
+//! The exporter: routes batches into the block writer and commits blocks in the background.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use async_trait::async_trait;
+use metrics::{counter, gauge, histogram};
+use object_store::ObjectStore;
+use tokio::sync::Mutex;
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::component::names::{
+    STORE_BLOCKS_WRITTEN, STORE_BUFFERED_BYTES, STORE_BYTES_WRITTEN, STORE_COMPACTED_BYTES,
+    STORE_COMPACTION_RUNS, STORE_INDEX_LAG, STORE_RAW_BYTES_WRITTEN,
+    STORE_RETENTION_DELETED_BLOCKS, STORE_SPANS_WRITTEN, STORE_UPLOAD_FAILURES,
+    STORE_UPLOAD_LATENCY,
+};
+use crate::component::{ComponentError, ExportError, Exporter, Health, TraceBatch};
+use crate::store::compaction;
+use crate::store::index::BlockMeta;
+use crate::store::layout::Layout;
+use crate::store::retention::{self, RetentionPolicy};
+use crate::store::writer::{BlockWriter, write_block};
+use crate::store::{StoreError, WriteAheadLog};
+
+/// How often buffers are checked for `max_block_age`.
+const TICK: Duration = Duration::from_secs(1);
+/// How often retention runs.
+const RETENTION_EVERY: Duration = Duration::from_secs(3600);
+
+/// State shared by `export` and the background committer.
+pub(crate) struct Shared {
+    pub id: String,
+    pub store: Arc<dyn ObjectStore>,
+    pub layout: Layout,
+    pub writer: Mutex<BlockWriter>,
+    pub wal: Option<Arc<dyn WriteAheadLog>>,
+    /// The most uncommitted span bytes held before exports are refused.
+    pub max_uncommitted: u64,
+    pub retention: Option<RetentionPolicy>,
+    pub backoff: parking_lot::Mutex<Backoff>,
+    /// Time between compaction runs, when compaction is enabled.
+    pub compaction_interval: Option<Duration>,
+    /// Wakes the committer when a buffer is full, so `export` never waits for an upload.
+    pub full: tokio::sync::Notify,
+}
+
+/// Exponential backoff of block uploads while object storage fails.
+#[derive(Debug, Default)]
+pub(crate) struct Backoff {
+    retry_at: Option<Instant>,
+    delay: Duration,
+}
+
+impl Backoff {
+    const FIRST: Duration = Duration::from_secs(1);
+    const MAX: Duration = Duration::from_secs(60);
+
+    fn after(&mut self, succeeded: bool) {
+        if succeeded {
+            *self = Backoff::default();
+            return;
+        }
+        self.delay = (self.delay * 2).clamp(Self::FIRST, Self::MAX);
+        self.retry_at = Some(Instant::now() + self.delay);
+    }
+}
+
+fn unix_now() -> Duration {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+}
+
+impl Shared {
+    /// Seals due blocks (all of them with `all`) and writes them; a failed block goes back
+    /// into its buffer for the next attempt. Returns the first failure.
+    pub async fn commit(&self, all: bool) -> Result<(), StoreError> {
+        // While storage fails, background attempts back off instead of re-encoding blocks
+        // every tick; a flush or shutdown always tries.
+        if !all
+            && self
+                .backoff
+                .lock()
+                .retry_at
+                .is_some_and(|at| Instant::now() < at)
+        {
+            return Ok(());
+        }
+        let (sealed, config) = {
+            let mut writer = self.writer.lock().await;
+            let millis = unix_now().as_millis() as u64;
+            (
+                writer.seal_due(Instant::now(), all, millis),
+                writer.config().clone(),
+            )
+        };
+        let mut first_error = None;
+        for block in sealed {
+            let started = Instant::now();
+            match write_block(&self.store, &self.layout, &config, block).await {
+                Ok(meta) => {
+                    histogram!(STORE_UPLOAD_LATENCY, "exporter" => self.id.clone())
+                        .record(started.elapsed().as_secs_f64());
+                    self.record_block(&meta);
+                    self.writer.lock().await.committed(&meta.block_id);
+                }
+                Err(failed) => {
+                    let (error, block) = *failed;
+                    counter!(STORE_UPLOAD_FAILURES, "exporter" => self.id.clone()).increment(1);
+                    tracing::warn!(exporter = %self.id, %error, "block upload failed; its spans stay buffered");
+                    self.writer.lock().await.restore(block, Instant::now());
+                    first_error.get_or_insert(error);
+                }
+            }
+        }
+        self.release_wal().await?;
+        self.update_gauges().await;
+        self.backoff.lock().after(first_error.is_none());
+        first_error.map_or(Ok(()), Err)
+    }
+
+    fn record_block(&self, meta: &BlockMeta) {
+        let id = self.id.clone();
+        counter!(STORE_BLOCKS_WRITTEN, "exporter" => id.clone()).increment(1);
+        counter!(STORE_SPANS_WRITTEN, "exporter" => id.clone()).increment(meta.span_count);
+        counter!(STORE_RAW_BYTES_WRITTEN, "exporter" => id.clone()).increment(meta.raw_bytes);
+        counter!(STORE_BYTES_WRITTEN, "exporter" => id.clone(), "table" => "spans")
+            .increment(meta.spans_bytes);
+        counter!(STORE_BYTES_WRITTEN, "exporter" => id, "table" => "traces")
+            .increment(meta.traces_bytes);
+    }
+
+    /// Tells the write-ahead log which entries are now in committed blocks.
+    async fn release_wal(&self) -> Result<(), StoreError> {
+        if let Some(wal) = &self.wal {
+            let through = self.writer.lock().await.committed_through();
+            wal.committed_through(through).await?;
+        }
+        Ok(())
+    }
+
+    async fn update_gauges(&self) {
+        let writer = self.writer.lock().await;
+        gauge!(STORE_BUFFERED_BYTES, "exporter" => self.id.clone())
+            .set(writer.buffered_bytes() as f64);
+        let lag = writer
+            .oldest_buffered()
+            .map_or(0.0, |opened| opened.elapsed().as_secs_f64());
+        gauge!(STORE_INDEX_LAG, "exporter" => self.id.clone()).set(lag);
+    }
+
+    async fn compact(&self) {
+        let config = self.writer.lock().await.config().clone();
+        // Late spans still reach an hour shortly after it ends; leave it alone until then.
+        let grace = (config.max_block_age * 2).max(Duration::from_secs(600));
+        let now = unix_now().as_secs();
+        match compaction::compact(&self.store, &self.layout, &config, grace, now).await {
+            Ok(report) => {
+                counter!(STORE_COMPACTION_RUNS, "exporter" => self.id.clone(), "result" => "ok")
+                    .increment(1);
+                counter!(STORE_COMPACTED_BYTES, "exporter" => self.id.clone())
+                    .increment(report.raw_bytes);
+            }
+            Err(error) => {
+                counter!(STORE_COMPACTION_RUNS, "exporter" => self.id.clone(), "result" => "failed")
+                    .increment(1);
+                tracing::warn!(exporter = %self.id, %error, "compaction run failed");
+            }
+        }
+    }
+
+    async fn apply_retention(&self) {
+        let Some(policy) = &self.retention else {
+            return;
+        };
+        match retention::apply(&self.store, &self.layout, policy, unix_now().as_secs()).await {
+            Ok(report) => counter!(STORE_RETENTION_DELETED_BLOCKS, "exporter" => self.id.clone())
+                .increment(report.blocks),
+            Err(error) => tracing::warn!(exporter = %self.id, %error, "retention run failed"),
+        }
+    }
+}
+
+/// Writes batches into the trace store.
+pub struct TraceStoreExporter {
+    shared: Arc<Shared>,
+    next_seq: u64,
+    cancel: CancellationToken,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl TraceStoreExporter {
+    pub(crate) fn new(shared: Shared) -> Self {
+        Self {
+            shared: Arc::new(shared),
+            next_seq: 0,
+            cancel: CancellationToken::new(),
+            tasks: Vec::new(),
+        }
+    }
+
+    /// A reader over the same store (what this exporter committed is visible through it).
+    pub fn reader(&self) -> crate::store::reader::StoreReader {
+        crate::store::reader::StoreReader::new(
+            self.shared.store.clone(),
+            self.shared.layout.clone(),
+        )
+    }
+
+    /// Rebuilds blocks from what the write-ahead log still holds (after a crash).
+    async fn replay(&mut self) -> Result<(), StoreError> {
+        let Some(wal) = self.shared.wal.clone() else {
+            return Ok(());
+        };
+        let entries = wal.replay().await?;
+        let mut writer = self.shared.writer.lock().await;
+        for (seq, batch) in entries {
+            writer.add(&batch, seq, Instant::now())?;
+            self.next_seq = self.next_seq.max(seq);
+        }
+        Ok(())
+    }
+
+    fn spawn_committer(&mut self) {
+        let shared = self.shared.clone();
+        let cancel = self.cancel.clone();
+        self.tasks.push(tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = cancel.cancelled() => return,
+                    _ = tokio::time::sleep(TICK) => {}
+                    _ = shared.full.notified() => {}
+                }
+                // Failures are logged and counted; the spans stay buffered for the next tick.
+                let _ = shared.commit(false).await;
+            }
+        }));
+    }
+
+    fn spawn_retention(&mut self) {
+        if self.shared.retention.is_none() {
+            return;
+        }
+        let shared = self.shared.clone();
+        let cancel = self.cancel.clone();
+        self.tasks.push(tokio::spawn(async move {
+            loop {
+                shared.apply_retention().await;
+                tokio::select! {
+                    _ = cancel.cancelled() => return,
+                    _ = tokio::time::sleep(RETENTION_EVERY) => {}
+                }
+            }
+        }));
+    }
+
+    fn spawn_compaction(&mut self) {
+        let Some(interval) = self.shared.compaction_interval else {
+            return;
+        };
+        let shared = self.shared.clone();
+        let cancel = self.cancel.clone();
+        self.tasks.push(tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = cancel.cancelled() => return,
+                    _ = tokio::time::sleep(interval) => {}
+                }
+                shared.compact().await;
+            }
+        }));
+    }
+
+    /// The next sequence number: the log's, or a local counter when there is no log.
+    async fn record(&mut self, batch: &TraceBatch) -> Result<u64, ExportError> {
+        match &self.shared.wal {
+            Some(wal) => wal
+                .append(&batch.resource_spans)
+                .await
+                .map_err(|e| ExportError::retryable(format!("write-ahead log: {e}"))),
+            None => {
+                self.next_seq += 1;
+                Ok(self.next_seq)
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl Exporter for TraceStoreExporter {
+    async fn start(&mut self) -> Result<(), ComponentError> {
+        self.replay()
+            .await
+            .map_err(|e| ComponentError::other(&self.shared.id, format!("replay: {e}")))?;
+        self.spawn_committer();
+        self.spawn_retention();
+        self.spawn_compaction();
+        Ok(())
+    }
+
+    async fn export(&mut self, batch: &TraceBatch) -> Result<(), ExportError> {
+        // Checked first and before the log sees the batch: retrying cannot fix it, and a
+        // refused batch must never be replayed.
+        for rs in &batch.resource_spans {
+            let tenant = crate::component::tenant::tenant_of(rs.resource.as_ref());
+            if let Some(Err(message)) = tenant.map(crate::component::tenant::validate_tenant_id) {
+                return Err(ExportError::permanent(message));
+            }
+        }
+        let buffered = self.shared.writer.lock().await.buffered_bytes();
+        // An empty buffer always takes a batch, so one oversized batch cannot wedge the store.
+        if buffered > 0 && buffered + batch.size_hint() as u64 > self.shared.max_uncommitted {
+            return Err(ExportError::Retryable {
+                message: format!(
+                    "{buffered} bytes of spans wait for object storage (wal_max_bytes {})",
+                    self.shared.max_uncommitted
+                ),
+                retry_after: Some(Duration::from_secs(5)),
+            });
+        }
+        let seq = self.record(batch).await?;
+        self.shared
+            .writer
+            .lock()
+            .await
+            .add(&batch.resource_spans, seq, Instant::now())
+            .map_err(|e| ExportError::permanent(e.to_string()))?;
+        // Encoding and uploading a full block takes seconds: the committer task does it,
+        // and `wal_max_bytes` pushes back if it falls behind.
+        self.shared.full.notify_one();
+        Ok(())
+    }
+
+    async fn flush(&mut self) -> Result<(), ExportError> {
+        self.shared
+            .commit(true)
+            .await
+            .map_err(|e| ExportError::retryable(e.to_string()))
+    }
+
+    async fn shutdown(&mut self) {
+        self.cancel.cancel();
+        for task in self.tasks.drain(..) {
+            let _ = task.await;
+        }
+        if let Err(error) = self.shared.commit(true).await {
+            tracing::error!(exporter = %self.shared.id, %error, "blocks not committed at shutdown");
+        }
+    }
+
+    async fn healthcheck(&mut self) -> Health {
+        let buffered = self.shared.writer.lock().await.buffered_bytes();
+        if buffered > self.shared.max_uncommitted / 2 {
+            return Health::Unhealthy(format!("{buffered} bytes of spans wait for object storage"));
+        }
+        Health::Healthy
+    }
+
+    fn durable(&self) -> bool {
+        self.shared.wal.is_some()
+    }
+}

@@ -1,0 +1,425 @@
+//! OTLP spans → the span table's Arrow record batch, sorted by (trace_id, start time).
+
+use std::sync::Arc;
+
+use arrow::array::{
+    ArrayBuilder, ArrayRef, BinaryBuilder, FixedSizeBinaryBuilder, Int64Builder, ListArray,
+    MapArray, RecordBatch, StringBuilder, StructArray, TimestampNanosecondBuilder, UInt32Builder,
+};
+use arrow::buffer::OffsetBuffer;
+use arrow::datatypes::{DataType, Fields};
+use opentelemetry_proto::tonic::common::v1::{AnyValue, InstrumentationScope, KeyValue, any_value};
+use opentelemetry_proto::tonic::resource::v1::Resource;
+use opentelemetry_proto::tonic::trace::v1::Span;
+
+use super::StoreError;
+use super::schema::{self, PROMOTED};
+
+/// Where a span came from: shared by every span of one resource and scope.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Origin {
+    pub tenant: String,
+    pub service: String,
+    pub resource: Resource,
+    pub scope: InstrumentationScope,
+}
+
+/// One span waiting in a block buffer.
+#[derive(Debug, Clone)]
+pub struct SpanRow {
+    pub origin: Arc<Origin>,
+    pub span: Span,
+}
+
+/// The `service.name` of a resource, or `""`.
+pub fn service_of(resource: &Resource) -> String {
+    string_attr(&resource.attributes, "service.name")
+        .unwrap_or_default()
+        .to_string()
+}
+
+pub fn string_attr<'a>(attrs: &'a [KeyValue], key: &str) -> Option<&'a str> {
+    match find(attrs, key)? {
+        any_value::Value::StringValue(s) => Some(s),
+        _ => None,
+    }
+}
+
+fn find<'a>(attrs: &'a [KeyValue], key: &str) -> Option<&'a any_value::Value> {
+    let kv = attrs.iter().find(|kv| kv.key == key)?;
+    kv.value.as_ref()?.value.as_ref()
+}
+
+/// Sorts rows by trace id, then start time, as the span table is laid out.
+pub fn sort_rows(rows: &mut [SpanRow]) {
+    rows.sort_by(|a, b| {
+        (&a.span.trace_id, a.span.start_time_unix_nano)
+            .cmp(&(&b.span.trace_id, b.span.start_time_unix_nano))
+    });
+}
+
+/// The type letter and text of an attribute value (see `schema`).
+pub fn encode_value(value: Option<&AnyValue>) -> (char, String) {
+    use any_value::Value;
+    match value.and_then(|v| v.value.as_ref()) {
+        None => ('n', String::new()),
+        Some(Value::StringValue(s)) => ('s', s.clone()),
+        Some(Value::BoolValue(b)) => ('b', b.to_string()),
+        Some(Value::IntValue(i)) => ('i', i.to_string()),
+        Some(Value::DoubleValue(d)) => ('d', d.to_string()),
+        Some(Value::BytesValue(b)) => ('y', hex(b)),
+        Some(Value::ArrayValue(a)) => ('a', serde_json::to_string(a).unwrap_or_default()),
+        Some(Value::KvlistValue(k)) => ('k', serde_json::to_string(k).unwrap_or_default()),
+        Some(Value::StringValueStrindex(i)) => ('x', i.to_string()),
+    }
+}
+
+pub fn hex(bytes: &[u8]) -> String {
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        out.push_str(&format!("{b:02x}"));
+    }
+    out
+}
+
+/// Builds one `Map<Utf8, Utf8>` column and its type-letter column.
+struct AttrColumn {
+    keys: StringBuilder,
+    values: StringBuilder,
+    offsets: Vec<i32>,
+    types: StringBuilder,
+    letters: String,
+}
+
+impl AttrColumn {
+    fn new() -> Self {
+        Self {
+            keys: StringBuilder::new(),
+            values: StringBuilder::new(),
+            offsets: vec![0],
+            types: StringBuilder::new(),
+            letters: String::new(),
+        }
+    }
+
+    fn push(&mut self, attrs: &[KeyValue]) {
+        self.letters.clear();
+        for kv in attrs {
+            let (letter, text) = encode_value(kv.value.as_ref());
+            self.keys.append_value(&kv.key);
+            self.values.append_value(text);
+            self.letters.push(letter);
+        }
+        self.offsets.push(self.keys.len() as i32);
+        self.types.append_value(&self.letters);
+    }
+
+    fn finish(mut self) -> Result<[ArrayRef; 2], StoreError> {
+        let entries_field = schema::map_entries(&schema::string_map());
+        let DataType::Struct(fields) = entries_field.data_type() else {
+            unreachable!("map entries are a struct");
+        };
+        let entries = StructArray::try_new(
+            fields.clone(),
+            vec![Arc::new(self.keys.finish()), Arc::new(self.values.finish())],
+            None,
+        )?;
+        let offsets = OffsetBuffer::new(self.offsets.into());
+        let map = MapArray::try_new(entries_field, offsets, entries, None, false)?;
+        Ok([Arc::new(map), Arc::new(self.types.finish())])
+    }
+}
+
+/// Builds a `List<Struct>` column from child arrays and per-row item counts.
+fn list_of(
+    fields: Fields,
+    children: Vec<ArrayRef>,
+    offsets: Vec<i32>,
+) -> Result<ArrayRef, StoreError> {
+    let items = StructArray::try_new(fields.clone(), children, None)?;
+    let item = Arc::new(arrow::datatypes::Field::new(
+        "item",
+        DataType::Struct(fields),
+        false,
+    ));
+    Ok(Arc::new(ListArray::try_new(
+        item,
+        OffsetBuffer::new(offsets.into()),
+        Arc::new(items),
+        None,
+    )?))
+}
+
+#[derive(Default)]
+struct Events {
+    time: TimestampNanosecondBuilder,
+    name: StringBuilder,
+    dropped: UInt32Builder,
+    offsets: Vec<i32>,
+    count: i32,
+}
+
+#[derive(Default)]
+struct Links {
+    trace_id: Option<FixedSizeBinaryBuilder>,
+    span_id: Option<FixedSizeBinaryBuilder>,
+    trace_state: StringBuilder,
+    dropped: UInt32Builder,
+    flags: UInt32Builder,
+    offsets: Vec<i32>,
+    count: i32,
+}
+
+/// Converts sorted rows into one record batch of the span table.
+pub fn spans_to_batch(rows: &[SpanRow]) -> Result<RecordBatch, StoreError> {
+    let n = rows.len();
+    let mut trace_id = FixedSizeBinaryBuilder::with_capacity(n, 16);
+    let mut span_id = FixedSizeBinaryBuilder::with_capacity(n, 8);
+    let mut parent = BinaryBuilder::new();
+    let mut strings: [StringBuilder; 8] = Default::default();
+    let mut flags = UInt32Builder::with_capacity(n);
+    let mut start = TimestampNanosecondBuilder::with_capacity(n);
+    let mut end = TimestampNanosecondBuilder::with_capacity(n);
+    let mut duration = Int64Builder::with_capacity(n);
+    let (mut resource_attrs, mut span_attrs, mut scope_attrs) =
+        (AttrColumn::new(), AttrColumn::new(), AttrColumn::new());
+    let mut promoted_str: Vec<StringBuilder> = (0..4).map(|_| StringBuilder::new()).collect();
+    let mut promoted_int = Int64Builder::new();
+    let mut dropped: Vec<UInt32Builder> = (0..3).map(|_| UInt32Builder::new()).collect();
+    let mut events = Events {
+        offsets: vec![0],
+        ..Default::default()
+    };
+    let mut event_attrs = AttrColumn::new();
+    let mut links = Links {
+        trace_id: Some(FixedSizeBinaryBuilder::new(16)),
+        span_id: Some(FixedSizeBinaryBuilder::new(8)),
+        offsets: vec![0],
+        ..Default::default()
+    };
+    let mut link_attrs = AttrColumn::new();
+
+    for row in rows {
+        let (span, origin) = (&row.span, &row.origin);
+        trace_id.append_value(fixed::<16>(&span.trace_id))?;
+        span_id.append_value(fixed::<8>(&span.span_id))?;
+        if span.parent_span_id.is_empty() {
+            parent.append_null();
+        } else {
+            parent.append_value(&span.parent_span_id);
+        }
+        let status = span.status.as_ref();
+        let texts = [
+            span.trace_state.as_str(),
+            origin.tenant.as_str(),
+            origin.service.as_str(),
+            span.name.as_str(),
+            kind_name(span.kind),
+            status_name(status.map_or(0, |s| s.code)),
+            status.map_or("", |s| s.message.as_str()),
+            origin.scope.name.as_str(),
+        ];
+        for (builder, text) in strings.iter_mut().zip(texts) {
+            builder.append_value(text);
+        }
+        flags.append_value(span.flags);
+        let (s, e) = (span.start_time_unix_nano, span.end_time_unix_nano);
+        start.append_value(s as i64);
+        end.append_value(e as i64);
+        duration.append_value(e.saturating_sub(s) as i64);
+        resource_attrs.push(&origin.resource.attributes);
+        span_attrs.push(&span.attributes);
+        scope_attrs.push(&origin.scope.attributes);
+        push_promoted(span, &origin.resource, &mut promoted_str, &mut promoted_int);
+        for (builder, value) in dropped.iter_mut().zip([
+            span.dropped_attributes_count,
+            span.dropped_events_count,
+            span.dropped_links_count,
+        ]) {
+            builder.append_value(value);
+        }
+        push_events(span, &mut events, &mut event_attrs);
+        push_links(span, &mut links, &mut link_attrs)?;
+    }
+
+    let mut scope_version = StringBuilder::new();
+    for row in rows {
+        scope_version.append_value(&row.origin.scope.version);
+    }
+    let [
+        s_trace_state,
+        s_tenant,
+        s_service,
+        s_name,
+        s_kind,
+        s_code,
+        s_message,
+        s_scope,
+    ] = strings.map(|mut b| Arc::new(b.finish()) as ArrayRef);
+    let [ra, rt] = resource_attrs.finish()?;
+    let [sa, st] = span_attrs.finish()?;
+    let [ca, ct] = scope_attrs.finish()?;
+    let mut columns: Vec<ArrayRef> = vec![
+        Arc::new(trace_id.finish()),
+        Arc::new(span_id.finish()),
+        Arc::new(parent.finish()),
+        s_trace_state,
+        Arc::new(flags.finish()),
+        s_tenant,
+        s_service,
+        s_name,
+        s_kind,
+        Arc::new(start.finish().with_timezone("UTC")),
+        Arc::new(end.finish().with_timezone("UTC")),
+        Arc::new(duration.finish()),
+        s_code,
+        s_message,
+        ra,
+        rt,
+        sa,
+        st,
+    ];
+    let mut promoted_str = promoted_str.into_iter();
+    for (_, _, _, is_int) in PROMOTED {
+        if is_int {
+            columns.push(Arc::new(promoted_int.finish()));
+        } else if let Some(mut b) = promoted_str.next() {
+            columns.push(Arc::new(b.finish()));
+        }
+    }
+    columns.push(finish_events(events, event_attrs)?);
+    columns.push(finish_links(links, link_attrs)?);
+    columns.extend([
+        s_scope,
+        Arc::new(scope_version.finish()) as ArrayRef,
+        ca,
+        ct,
+    ]);
+    for mut b in dropped {
+        columns.push(Arc::new(b.finish()));
+    }
+    Ok(RecordBatch::try_new(schema::span_schema(), columns)?)
+}
+
+/// Ids of the wrong length (malformed input) are stored as zeros rather than failing the block.
+fn fixed<const N: usize>(id: &[u8]) -> [u8; N] {
+    let mut out = [0u8; N];
+    if id.len() == N {
+        out.copy_from_slice(id);
+    }
+    out
+}
+
+fn push_promoted(
+    span: &Span,
+    resource: &Resource,
+    strings: &mut [StringBuilder],
+    int: &mut Int64Builder,
+) {
+    let mut next = strings.iter_mut();
+    for (key, newer, _, is_int) in PROMOTED {
+        let value = lookup(span, resource, key).or_else(|| lookup(span, resource, newer));
+        if is_int {
+            int.append_option(match value {
+                Some(any_value::Value::IntValue(i)) => Some(*i),
+                Some(any_value::Value::StringValue(s)) => s.parse().ok(),
+                _ => None,
+            });
+        } else if let Some(builder) = next.next() {
+            builder.append_option(match value {
+                Some(any_value::Value::StringValue(s)) => Some(s.as_str()),
+                _ => None,
+            });
+        }
+    }
+}
+
+fn lookup<'a>(span: &'a Span, resource: &'a Resource, key: &str) -> Option<&'a any_value::Value> {
+    if key.is_empty() {
+        return None;
+    }
+    find(&span.attributes, key).or_else(|| find(&resource.attributes, key))
+}
+
+fn push_events(span: &Span, events: &mut Events, attrs: &mut AttrColumn) {
+    for event in &span.events {
+        events.time.append_value(event.time_unix_nano as i64);
+        events.name.append_value(&event.name);
+        events.dropped.append_value(event.dropped_attributes_count);
+        attrs.push(&event.attributes);
+        events.count += 1;
+    }
+    events.offsets.push(events.count);
+}
+
+fn push_links(span: &Span, links: &mut Links, attrs: &mut AttrColumn) -> Result<(), StoreError> {
+    for link in &span.links {
+        if let (Some(t), Some(s)) = (links.trace_id.as_mut(), links.span_id.as_mut()) {
+            t.append_value(fixed::<16>(&link.trace_id))?;
+            s.append_value(fixed::<8>(&link.span_id))?;
+        }
+        links.trace_state.append_value(&link.trace_state);
+        links.dropped.append_value(link.dropped_attributes_count);
+        links.flags.append_value(link.flags);
+        attrs.push(&link.attributes);
+        links.count += 1;
+    }
+    links.offsets.push(links.count);
+    Ok(())
+}
+
+fn finish_events(mut e: Events, attrs: AttrColumn) -> Result<ArrayRef, StoreError> {
+    let [a, t] = attrs.finish()?;
+    let children: Vec<ArrayRef> = vec![
+        Arc::new(e.time.finish().with_timezone("UTC")),
+        Arc::new(e.name.finish()),
+        a,
+        t,
+        Arc::new(e.dropped.finish()),
+    ];
+    list_of(schema::event_fields(), children, e.offsets)
+}
+
+fn finish_links(mut l: Links, attrs: AttrColumn) -> Result<ArrayRef, StoreError> {
+    let [a, t] = attrs.finish()?;
+    let mut ids: Vec<ArrayRef> = Vec::new();
+    for builder in [l.trace_id.take(), l.span_id.take()].into_iter().flatten() {
+        let mut builder = builder;
+        ids.push(Arc::new(builder.finish()));
+    }
+    let mut children = ids;
+    children.extend([
+        Arc::new(l.trace_state.finish()) as ArrayRef,
+        a,
+        t,
+        Arc::new(l.dropped.finish()),
+        Arc::new(l.flags.finish()),
+    ]);
+    list_of(schema::link_fields(), children, l.offsets)
+}
+
+pub const KINDS: [&str; 6] = [
+    "unspecified",
+    "internal",
+    "server",
+    "client",
+    "producer",
+    "consumer",
+];
+pub const STATUSES: [&str; 3] = ["unset", "ok", "error"];
+
+fn kind_name(kind: i32) -> &'static str {
+    usize::try_from(kind)
+        .ok()
+        .and_then(|k| KINDS.get(k))
+        .copied()
+        .unwrap_or("unspecified")
+}
+
+fn status_name(code: i32) -> &'static str {
+    usize::try_from(code)
+        .ok()
+        .and_then(|c| STATUSES.get(c))
+        .copied()
+        .unwrap_or("unset")
+}

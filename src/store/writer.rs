@@ -1,0 +1,438 @@
+//! The block writer: buffers spans per (tenant, hour), rolls blocks by size or age, encodes
+//! them off the async threads, uploads both tables and writes the index object last.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+
+use arrow::array::RecordBatch;
+use object_store::buffered::BufWriter;
+use object_store::path::Path;
+use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
+use opentelemetry_proto::tonic::trace::v1::ResourceSpans;
+use parquet::arrow::ArrowWriter;
+use parquet::basic::{Compression, Encoding, ZstdLevel};
+use parquet::file::properties::{EnabledStatistics, WriterProperties, WriterVersion};
+use parquet::schema::types::ColumnPath;
+use prost::Message;
+use tokio::io::AsyncWriteExt;
+use tokio::time::Instant;
+
+use crate::component::tenant::{DEFAULT_TENANT, tenant_of};
+
+use super::StoreError;
+use super::convert::{Origin, SpanRow, service_of, sort_rows, spans_to_batch};
+use super::index::BlockMeta;
+use super::layout::{Layout, Partition, new_block_id};
+use super::summary::summary_batch;
+
+/// How blocks are cut and encoded.
+#[derive(Debug, Clone)]
+pub struct WriterConfig {
+    /// Roll a block once its spans' OTLP size reaches this many bytes.
+    pub max_block_bytes: u64,
+    /// Roll a block once its first span has waited this long.
+    pub max_block_age: Duration,
+    /// Spans per Parquet row group of the span table.
+    pub row_group_spans: usize,
+    /// zstd level; `None` writes uncompressed.
+    pub zstd_level: Option<i32>,
+    /// Attribute keys whose values the trace summary keeps.
+    pub indexed_attributes: Vec<String>,
+    /// False-positive rate of each block's trace-id bloom filter.
+    pub bloom_false_positive_rate: f64,
+}
+
+impl Default for WriterConfig {
+    fn default() -> Self {
+        Self {
+            max_block_bytes: 128 << 20,
+            max_block_age: Duration::from_secs(300),
+            row_group_spans: 10_000,
+            zstd_level: Some(3),
+            indexed_attributes: Vec::new(),
+            bloom_false_positive_rate: 0.01,
+        }
+    }
+}
+
+/// Spans of one partition waiting to become a block.
+#[derive(Debug)]
+struct Buffer {
+    rows: Vec<SpanRow>,
+    bytes: u64,
+    opened: Instant,
+    /// The lowest write-ahead-log sequence number whose spans are in this buffer.
+    first_seq: u64,
+}
+
+/// A block cut from a buffer, on its way to storage.
+#[derive(Debug)]
+pub struct SealedBlock {
+    pub id: String,
+    pub partition: Partition,
+    rows: Vec<SpanRow>,
+    bytes: u64,
+    first_seq: u64,
+    /// Blocks this one replaces (set by compaction).
+    pub compacted_from: Vec<String>,
+}
+
+impl SealedBlock {
+    pub fn span_count(&self) -> usize {
+        self.rows.len()
+    }
+}
+
+/// Buffers spans and tracks which write-ahead-log entries are committed.
+#[derive(Debug)]
+pub struct BlockWriter {
+    config: WriterConfig,
+    buffers: HashMap<Partition, Buffer>,
+    /// Sealed blocks not yet committed, by id → first sequence number they hold.
+    in_flight: BTreeMap<String, u64>,
+    /// The highest sequence number added so far.
+    last_seq: u64,
+}
+
+impl BlockWriter {
+    pub fn new(config: WriterConfig) -> Self {
+        Self {
+            config,
+            buffers: HashMap::new(),
+            in_flight: BTreeMap::new(),
+            last_seq: 0,
+        }
+    }
+
+    pub fn config(&self) -> &WriterConfig {
+        &self.config
+    }
+
+    /// Adds the spans of a batch that the write-ahead log recorded as `seq`. Every tenant is
+    /// checked before anything is buffered, so a refused batch leaves no partial trace.
+    pub fn add(
+        &mut self,
+        resource_spans: &[ResourceSpans],
+        seq: u64,
+        now: Instant,
+    ) -> Result<(), StoreError> {
+        let mut staged: Vec<(Partition, SpanRow, u64)> = Vec::new();
+        for rs in resource_spans {
+            let tenant = tenant_of(rs.resource.as_ref()).unwrap_or(DEFAULT_TENANT);
+            let resource = rs.resource.clone().unwrap_or_default();
+            let service = service_of(&resource);
+            for ss in &rs.scope_spans {
+                let origin = Arc::new(Origin {
+                    tenant: tenant.to_string(),
+                    service: service.clone(),
+                    resource: resource.clone(),
+                    scope: ss.scope.clone().unwrap_or_default(),
+                });
+                for span in &ss.spans {
+                    let partition = Partition::new(tenant, span.start_time_unix_nano)?;
+                    let bytes = span.encoded_len() as u64;
+                    let row = SpanRow {
+                        origin: origin.clone(),
+                        span: span.clone(),
+                    };
+                    staged.push((partition, row, bytes));
+                }
+            }
+        }
+        self.last_seq = self.last_seq.max(seq);
+        for (partition, row, bytes) in staged {
+            let buffer = self.buffers.entry(partition).or_insert_with(|| Buffer {
+                rows: Vec::new(),
+                bytes: 0,
+                opened: now,
+                first_seq: seq,
+            });
+            buffer.rows.push(row);
+            buffer.bytes += bytes;
+        }
+        Ok(())
+    }
+
+    /// Cuts the blocks that are full or old enough (or all of them, with `all`).
+    pub fn seal_due(&mut self, now: Instant, all: bool, now_unix_millis: u64) -> Vec<SealedBlock> {
+        let due: Vec<Partition> = self
+            .buffers
+            .iter()
+            .filter(|(_, b)| {
+                all || b.bytes >= self.config.max_block_bytes
+                    || now.duration_since(b.opened) >= self.config.max_block_age
+            })
+            .map(|(p, _)| p.clone())
+            .collect();
+        let mut sealed = Vec::new();
+        for partition in due {
+            if let Some(buffer) = self.buffers.remove(&partition) {
+                let id = new_block_id(now_unix_millis);
+                self.in_flight.insert(id.clone(), buffer.first_seq);
+                sealed.push(SealedBlock {
+                    id,
+                    partition,
+                    rows: buffer.rows,
+                    bytes: buffer.bytes,
+                    first_seq: buffer.first_seq,
+                    compacted_from: Vec::new(),
+                });
+            }
+        }
+        sealed
+    }
+
+    /// Takes back a block whose upload failed; it is sealed again on the next attempt.
+    pub fn restore(&mut self, block: SealedBlock, now: Instant) {
+        self.in_flight.remove(&block.id);
+        let buffer = self
+            .buffers
+            .entry(block.partition)
+            .or_insert_with(|| Buffer {
+                rows: Vec::new(),
+                bytes: 0,
+                opened: now,
+                first_seq: block.first_seq,
+            });
+        buffer.rows.extend(block.rows);
+        buffer.bytes += block.bytes;
+        buffer.first_seq = buffer.first_seq.min(block.first_seq);
+    }
+
+    /// Marks a block as committed (its index object is written).
+    pub fn committed(&mut self, block_id: &str) {
+        self.in_flight.remove(block_id);
+    }
+
+    /// Every write-ahead-log entry up to this sequence number is in a committed block.
+    pub fn committed_through(&self) -> u64 {
+        let oldest = self
+            .buffers
+            .values()
+            .map(|b| b.first_seq)
+            .chain(self.in_flight.values().copied())
+            .min();
+        match oldest {
+            Some(seq) => seq.saturating_sub(1),
+            None => self.last_seq,
+        }
+    }
+
+    /// OTLP bytes buffered and not yet committed.
+    pub fn buffered_bytes(&self) -> u64 {
+        self.buffers.values().map(|b| b.bytes).sum()
+    }
+
+    /// When the oldest buffer reaches `max_block_age`.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        let oldest = self.buffers.values().map(|b| b.opened).min()?;
+        Some(oldest + self.config.max_block_age)
+    }
+
+    /// When the oldest buffered span arrived.
+    pub fn oldest_buffered(&self) -> Option<Instant> {
+        self.buffers.values().map(|b| b.opened).min()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.buffers.is_empty()
+    }
+}
+
+/// The encoded files of one block.
+struct Encoded {
+    spans: Vec<u8>,
+    traces: Vec<u8>,
+    meta: BlockMeta,
+}
+
+fn properties(config: &WriterConfig) -> Result<WriterProperties, StoreError> {
+    let compression = match config.zstd_level {
+        Some(level) => Compression::ZSTD(ZstdLevel::try_new(level)?),
+        None => Compression::UNCOMPRESSED,
+    };
+    let mut builder = WriterProperties::builder()
+        .set_writer_version(WriterVersion::PARQUET_2_0)
+        .set_compression(compression)
+        .set_dictionary_enabled(true);
+    // Unique ids gain nothing from a dictionary; times within a trace are close together,
+    // so deltas are small once rows are sorted by trace.
+    for column in ["span_id", "parent_span_id"] {
+        builder = builder.set_column_dictionary_enabled(ColumnPath::from(column), false);
+    }
+    for column in ["start_time", "end_time", "duration_ns"] {
+        let path = ColumnPath::from(column);
+        builder = builder
+            .set_column_dictionary_enabled(path.clone(), false)
+            .set_column_encoding(path, Encoding::DELTA_BINARY_PACKED);
+    }
+    Ok(builder
+        // Page statistics write the column and offset indexes (the page index).
+        .set_statistics_enabled(EnabledStatistics::Page)
+        .set_max_row_group_row_count(Some(config.row_group_spans.max(1)))
+        .build())
+}
+
+fn to_parquet(batch: &RecordBatch, props: WriterProperties) -> Result<Vec<u8>, StoreError> {
+    let mut out = Vec::new();
+    let mut writer = ArrowWriter::try_new(&mut out, batch.schema(), Some(props))?;
+    writer.write(batch)?;
+    writer.close()?;
+    Ok(out)
+}
+
+/// Sorts, converts and encodes a block (CPU-bound: run it with `spawn_blocking`).
+fn encode(block: &mut SealedBlock, config: &WriterConfig) -> Result<Encoded, StoreError> {
+    sort_rows(&mut block.rows);
+    let spans = to_parquet(&spans_to_batch(&block.rows)?, properties(config)?)?;
+    let summary = summary_batch(
+        &block.partition.tenant,
+        &block.rows,
+        &config.indexed_attributes,
+    )?;
+    let traces = to_parquet(&summary, properties(config)?)?;
+    let mut meta = BlockMeta::describe(
+        &block.id,
+        &block.partition,
+        &block.rows,
+        config.row_group_spans,
+        config.bloom_false_positive_rate,
+    );
+    meta.raw_bytes = block.bytes;
+    meta.compacted_from = block.compacted_from.clone();
+    meta.spans_bytes = spans.len() as u64;
+    meta.traces_bytes = traces.len() as u64;
+    Ok(Encoded {
+        spans,
+        traces,
+        meta,
+    })
+}
+
+/// Uploads one object; large ones go up in parts through `BufWriter`.
+async fn upload(
+    store: &Arc<dyn ObjectStore>,
+    path: &Path,
+    bytes: Vec<u8>,
+) -> Result<(), StoreError> {
+    const MULTIPART_ABOVE: usize = 16 << 20;
+    if bytes.len() <= MULTIPART_ABOVE {
+        store.put(path, PutPayload::from(bytes)).await?;
+        return Ok(());
+    }
+    let mut writer = BufWriter::with_capacity(store.clone(), path.clone(), MULTIPART_ABOVE);
+    let uploaded = async {
+        writer.write_all(&bytes).await?;
+        writer.shutdown().await
+    }
+    .await;
+    if let Err(e) = uploaded {
+        writer.abort().await?;
+        return Err(StoreError::Upload(e.to_string()));
+    }
+    Ok(())
+}
+
+/// Encodes a block and writes spans, traces and finally the index; returns the index.
+/// On error nothing is visible (the index object is written last) and the block comes
+/// back so its spans can be retried.
+pub async fn write_block(
+    store: &Arc<dyn ObjectStore>,
+    layout: &Layout,
+    config: &WriterConfig,
+    mut block: SealedBlock,
+) -> Result<BlockMeta, Box<(StoreError, SealedBlock)>> {
+    let cfg = config.clone();
+    let (block, encoded) = match tokio::task::spawn_blocking(move || {
+        // The block always comes back, even from a bug in encoding, so no span is lost.
+        let encoded =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| encode(&mut block, &cfg)))
+                .unwrap_or_else(|_| Err(StoreError::Task("encoding panicked".into())));
+        (block, encoded)
+    })
+    .await
+    {
+        Ok((block, Ok(encoded))) => (block, encoded),
+        Ok((block, Err(e))) => return Err(Box::new((e, block))),
+        // Only a runtime shutting down fails the join (panics are caught above).
+        Err(e) => {
+            return Err(Box::new((
+                StoreError::Task(e.to_string()),
+                empty_like(config),
+            )));
+        }
+    };
+    match put_files(store, layout, &block, encoded).await {
+        Ok(meta) => Ok(meta),
+        Err(e) => {
+            // Outside engines read the Parquet files without the index: remove what did
+            // get written so the retried block does not count twice there. Best effort;
+            // retention removes leftovers with their partition.
+            for path in [
+                layout.spans(&block.partition, &block.id),
+                layout.traces(&block.partition, &block.id),
+            ] {
+                let _ = store.delete(&path).await;
+            }
+            Err(Box::new((e, block)))
+        }
+    }
+}
+
+fn empty_like(_config: &WriterConfig) -> SealedBlock {
+    SealedBlock {
+        id: String::new(),
+        partition: Partition {
+            tenant: DEFAULT_TENANT.to_string(),
+            hour: 0,
+        },
+        rows: Vec::new(),
+        bytes: 0,
+        first_seq: 0,
+        compacted_from: Vec::new(),
+    }
+}
+
+async fn put_files(
+    store: &Arc<dyn ObjectStore>,
+    layout: &Layout,
+    block: &SealedBlock,
+    encoded: Encoded,
+) -> Result<BlockMeta, StoreError> {
+    let Encoded {
+        spans,
+        traces,
+        mut meta,
+    } = encoded;
+    let spans_path = layout.spans(&block.partition, &block.id);
+    let traces_path = layout.traces(&block.partition, &block.id);
+    meta.spans_path = spans_path.to_string();
+    meta.traces_path = traces_path.to_string();
+    upload(store, &spans_path, spans).await?;
+    upload(store, &traces_path, traces).await?;
+    let index_path = layout.index(&block.partition.tenant, &block.id);
+    let json = serde_json::to_vec(&meta).map_err(|source| StoreError::Index {
+        path: index_path.to_string(),
+        source,
+    })?;
+    store.put(&index_path, PutPayload::from(json)).await?;
+    Ok(meta)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use object_store::memory::InMemory;
+
+    #[tokio::test]
+    async fn large_objects_go_up_in_parts_and_arrive_whole() {
+        let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+        let path = Path::from("big.parquet");
+        let bytes: Vec<u8> = (0..40 << 20).map(|i: u32| (i % 251) as u8).collect();
+        upload(&store, &path, bytes.clone()).await.unwrap();
+        let back = store.get(&path).await.unwrap().bytes().await.unwrap();
+        assert_eq!(back.len(), bytes.len());
+        assert!(back == bytes);
+    }
+}
