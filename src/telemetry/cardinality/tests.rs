@@ -57,6 +57,13 @@ fn estimates_are_within_a_few_percent_of_the_truth() {
 }
 
 #[test]
+fn inverse_powers_of_two_are_exact() {
+    for rank in 0..=64u8 {
+        assert_eq!(inverse_power_of_two(rank), f64::powi(2.0, -i32::from(rank)));
+    }
+}
+
+#[test]
 fn values_of_different_types_are_distinct() {
     let c = Cardinality::new(Bounds::default());
     c.observe("t", &[kv("k", Value::IntValue(1))]);
