@@ -15,6 +15,7 @@ use crate::component::{
     Dropped, Emitter, ProcessError, Processor, Refusal, RefusalReason, ResourceSpans, Span,
     TraceBatch, names,
 };
+use crate::telemetry::cardinality;
 
 /// How many tenants get their own metric label; the rest share `other`.
 pub const TENANT_LABEL_LIMIT: usize = 100;
@@ -90,6 +91,25 @@ impl TenantQuota {
         let label = self.labels.label(tenant);
         metrics::counter!(names::TENANT_REFUSED_SPANS, "tenant" => label, "reason" => reason)
             .increment(spans);
+    }
+
+    /// Counts what passes per tenant and feeds its span attributes to the cardinality estimates.
+    fn record_accepted(&mut self, batch: &TraceBatch) {
+        for share in shares(batch) {
+            if share.spans == 0 {
+                continue;
+            }
+            let label = self.labels.label(&share.tenant);
+            metrics::counter!(names::TENANT_ACCEPTED_SPANS, "tenant" => label.clone())
+                .increment(share.spans);
+            metrics::counter!(names::TENANT_ACCEPTED_BYTES, "tenant" => label)
+                .increment(share.bytes);
+        }
+        let estimator = cardinality::global();
+        for rs in &batch.resource_spans {
+            let spans = rs.scope_spans.iter().flat_map(|ss| &ss.spans);
+            estimator.observe_many(tenant_name(rs), spans.map(|s| s.attributes.as_slice()));
+        }
     }
 
     /// Applies the per-span limits to every span, counting per tenant.
@@ -224,6 +244,7 @@ impl Processor for TenantQuota {
         if self.trace_limits {
             self.limit_traces(&mut batch, now, dropped);
         }
+        self.record_accepted(&batch);
         out.emit(batch);
         Ok(())
     }

@@ -537,3 +537,78 @@ fn resources_without_a_tenant_count_as_the_default_tenant() {
 // ---------------------------------------------------------------------------------------
 // Over loopback: the otlp receiver with API keys feeding this processor
 // ---------------------------------------------------------------------------------------
+
+// ---------------------------------------------------------------------------------------
+// What passes: accepted spans and bytes per tenant, attribute cardinality
+// ---------------------------------------------------------------------------------------
+
+fn accepted(handle: &PrometheusHandle, tenant: &str) -> (u64, u64) {
+    let labels = [("tenant", tenant)];
+    (
+        counter(handle, names::TENANT_ACCEPTED_SPANS, &labels),
+        counter(handle, names::TENANT_ACCEPTED_BYTES, &labels),
+    )
+}
+
+#[test]
+fn accepted_spans_and_bytes_are_counted_per_tenant_for_what_passes() {
+    run(|metrics| async move {
+        let mut quota = TenantQuota::new(&two_tenants(Action::Refuse));
+        let calm = of("calm", 20);
+        let calm_bytes = calm.size_hint() as u64;
+        process(&mut quota, calm).await;
+        assert_eq!(accepted(&metrics, "calm"), (20, calm_bytes));
+
+        // noisy passes 10 of a mixed request's spans, then is over quota and dropped.
+        let first = resource("noisy", spans(2, 10));
+        let noisy_bytes = first.encoded_len() as u64;
+        let mixed = batch(vec![first, resource("calm", spans(3, 5))]);
+        assert_eq!(process(&mut quota, mixed).await.passed(), 15);
+        let mixed = batch(vec![
+            resource("noisy", spans(4, 5)),
+            resource("calm", spans(5, 5)),
+        ]);
+        assert_eq!(process(&mut quota, mixed).await.passed(), 5);
+        assert!(process(&mut quota, of("noisy", 1)).await.refusal.is_some());
+
+        assert_eq!(accepted(&metrics, "noisy"), (10, noisy_bytes));
+        assert_eq!(accepted(&metrics, "calm").0, 30);
+        assert_eq!(refused(&metrics, "noisy", "rate_limited"), 6);
+    });
+}
+
+#[test]
+fn accepted_tenant_labels_are_bounded() {
+    run(|metrics| async move {
+        let mut quota = TenantQuota::new(&TenantQuotaConfig::default());
+        for i in 0..103 {
+            process(&mut quota, of(&format!("t{i:03}"), 2)).await;
+        }
+        assert_eq!(accepted(&metrics, "t099").0, 2);
+        assert_eq!(accepted(&metrics, "t100").0, 0);
+        assert_eq!(accepted(&metrics, "other").0, 6);
+    });
+}
+
+#[test]
+fn span_attributes_that_pass_feed_the_cardinality_estimates() {
+    run(|_| async move {
+        let tenant = "tenant-quota-cardinality";
+        let mut quota = TenantQuota::new(&TenantQuotaConfig::default());
+        let mut spans = spans(1, 40);
+        for (i, span) in spans.iter_mut().enumerate() {
+            span.attributes = vec![
+                text("user.id", &format!("u{i}")),
+                text("http.method", if i % 2 == 0 { "GET" } else { "POST" }),
+            ];
+        }
+        process(&mut quota, batch(vec![resource(tenant, spans)])).await;
+        let report = crate::telemetry::cardinality::global().report(Some(tenant), 5);
+        let keys = &report.tenants[0].keys;
+        assert_eq!(keys.len(), 2);
+        // 40 values: a dense sketch, estimated within its ~2 % error.
+        assert_eq!(keys[0].key, "user.id");
+        assert!((38..=42).contains(&keys[0].estimate), "{keys:?}");
+        assert_eq!((keys[1].key.as_str(), keys[1].estimate), ("http.method", 2));
+    });
+}

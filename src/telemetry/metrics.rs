@@ -12,6 +12,10 @@ pub const RECEIVER_REFUSED_REQUESTS: &str = "spanline_receiver_refused_requests_
 pub const RECEIVER_TENANT_OVERRIDES: &str = "spanline_receiver_tenant_overrides_total";
 pub const TENANT_REFUSED_SPANS: &str = "spanline_tenant_refused_spans_total";
 pub const TENANT_QUOTA_TRUNCATIONS: &str = "spanline_tenant_quota_truncations_total";
+pub const TENANT_ACCEPTED_SPANS: &str = "spanline_tenant_accepted_spans_total";
+pub const TENANT_ACCEPTED_BYTES: &str = "spanline_tenant_accepted_bytes_total";
+/// Rendered by `telemetry::cardinality` at each scrape (top pairs only), not by the recorder.
+pub const ATTRIBUTE_CARDINALITY: &str = "spanline_attribute_cardinality";
 pub const PROCESSOR_INCOMING_SPANS: &str = "spanline_processor_incoming_spans_total";
 pub const PROCESSOR_OUTGOING_SPANS: &str = "spanline_processor_outgoing_spans_total";
 pub const PROCESSOR_DROPPED_SPANS: &str = "spanline_processor_dropped_spans_total";
@@ -87,6 +91,16 @@ pub fn describe_all() {
         TENANT_QUOTA_TRUNCATIONS,
         Unit::Count,
         "Attributes removed, attribute values truncated and events removed by the tenant_quota processor, by tenant and kind."
+    );
+    describe_counter!(
+        TENANT_ACCEPTED_SPANS,
+        Unit::Count,
+        "Spans the tenant_quota processor passed on, by tenant (configured tenants, the first 100 seen, then other)."
+    );
+    describe_counter!(
+        TENANT_ACCEPTED_BYTES,
+        Unit::Bytes,
+        "Encoded OTLP bytes of the spans the tenant_quota processor passed on, by tenant (configured tenants, the first 100 seen, then other)."
     );
     describe_counter!(
         PROCESSOR_INCOMING_SPANS,

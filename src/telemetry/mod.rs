@@ -1,4 +1,5 @@
-//! Self-telemetry: metric names and the admin server (`/metrics`, `/healthz`, `/readyz`).
+//! Self-telemetry: metric names, attribute cardinality estimates and the admin server.
 
+pub mod cardinality;
 pub mod metrics;
 pub mod server;

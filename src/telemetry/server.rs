@@ -1,11 +1,12 @@
-//! The admin server: `/metrics` (Prometheus text), `/healthz` (alive) and `/readyz` (serving).
+//! The admin server: `/metrics` (Prometheus text), `/healthz`, `/readyz` and `/debug/cardinality`.
 
 use std::net::SocketAddr;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
+use axum::Json;
 use axum::Router;
-use axum::extract::State;
+use axum::extract::{Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::get;
@@ -13,6 +14,7 @@ use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+use super::cardinality::{self, PUBLISHED_SERIES, REPORTED_KEYS};
 use super::metrics::{self, BUILD_INFO, EXPORTER_SEND_LATENCY, PROCESS_PREFIX};
 use crate::runtime::Readiness;
 
@@ -71,6 +73,7 @@ pub async fn serve(
         .route("/metrics", get(render_metrics))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(ready))
+        .route("/debug/cardinality", get(debug_cardinality))
         .with_state(state);
     let listener = tokio::net::TcpListener::bind(address).await?;
     let bound = listener.local_addr()?;
@@ -95,10 +98,19 @@ pub async fn serve(
 
 async fn render_metrics(State(state): State<AdminState>) -> impl IntoResponse {
     state.process.collect();
-    (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        state.handle.render(),
-    )
+    let mut text = state.handle.render();
+    text.push_str(&cardinality::global().render_prometheus(PUBLISHED_SERIES));
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text)
+}
+
+#[derive(serde::Deserialize)]
+struct CardinalityQuery {
+    tenant: Option<String>,
+}
+
+/// The top keys by estimated distinct values, per tenant, optionally for one `?tenant=`.
+async fn debug_cardinality(Query(query): Query<CardinalityQuery>) -> Json<cardinality::Report> {
+    Json(cardinality::global().report(query.tenant.as_deref(), REPORTED_KEYS))
 }
 
 async fn ready(State(state): State<AdminState>) -> impl IntoResponse {
