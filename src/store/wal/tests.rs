@@ -83,13 +83,13 @@ fn append_all(wal: &mut Wal, batches: &[TraceBatch]) -> Vec<Seq> {
 fn append_then_reopen_replays_every_batch_in_order() {
     let dir = tempfile::tempdir().expect("tempdir");
     let batches: Vec<_> = (1..=5).map(|i| batch(i, i)).collect();
-    let mut wal = Wal::open(dir.path(), options()).expect("open");
+    let mut wal = open_retrying(dir.path(), options()).expect("open");
     assert!(replay_all(&wal).is_empty());
     let seqs = append_all(&mut wal, &batches);
     assert_eq!(seqs, (1..=5).map(Seq).collect::<Vec<_>>());
     drop(wal);
 
-    let wal = Wal::open(dir.path(), options()).expect("reopen");
+    let wal = open_retrying(dir.path(), options()).expect("reopen");
     let replayed = replay_all(&wal);
     let expected: Vec<_> = seqs.into_iter().zip(batches).collect();
     assert_eq!(replayed, expected);
@@ -103,10 +103,10 @@ fn append_then_reopen_replays_every_batch_in_order() {
 #[test]
 fn replay_leaves_out_records_appended_after_open() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let mut wal = Wal::open(dir.path(), options()).expect("open");
+    let mut wal = open_retrying(dir.path(), options()).expect("open");
     wal.append(&batch(1, 2)).expect("append");
     drop(wal);
-    let mut wal = Wal::open(dir.path(), options()).expect("reopen");
+    let mut wal = open_retrying(dir.path(), options()).expect("reopen");
     wal.append(&batch(2, 2)).expect("append");
     let replayed = replay_all(&wal);
     assert_eq!(replayed, vec![(Seq(1), batch(1, 2))]);
@@ -115,7 +115,7 @@ fn replay_leaves_out_records_appended_after_open() {
 #[test]
 fn byte_and_segment_counts_match_the_files() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let mut wal = Wal::open(dir.path(), small_segments()).expect("open");
+    let mut wal = open_retrying(dir.path(), small_segments()).expect("open");
     append_all(&mut wal, &(1..=5).map(|i| batch(i, 3)).collect::<Vec<_>>());
     let files = segment_files(dir.path());
     let on_disk: u64 = files
@@ -131,7 +131,7 @@ fn byte_and_segment_counts_match_the_files() {
 #[test]
 fn commit_deletes_only_fully_committed_segments() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let mut wal = Wal::open(dir.path(), small_segments()).expect("open");
+    let mut wal = open_retrying(dir.path(), small_segments()).expect("open");
     let batches: Vec<_> = (1..=6).map(|i| batch(i, 3)).collect();
     append_all(&mut wal, &batches);
     let files = segment_files(dir.path());
@@ -145,7 +145,7 @@ fn commit_deletes_only_fully_committed_segments() {
     drop(wal);
 
     // Record 3 is committed although its segment stays: it is not replayed.
-    let mut wal = Wal::open(dir.path(), small_segments()).expect("reopen");
+    let mut wal = open_retrying(dir.path(), small_segments()).expect("reopen");
     let replayed: Vec<_> = replay_all(&wal).into_iter().map(|(s, _)| s).collect();
     assert_eq!(replayed, vec![Seq(4), Seq(5), Seq(6)]);
     assert_eq!(wal.committed(), Seq(3));
@@ -161,7 +161,7 @@ fn commit_deletes_only_fully_committed_segments() {
 #[test]
 fn commit_is_idempotent_and_refuses_the_future() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let mut wal = Wal::open(dir.path(), small_segments()).expect("open");
+    let mut wal = open_retrying(dir.path(), small_segments()).expect("open");
     append_all(&mut wal, &(1..=3).map(|i| batch(i, 3)).collect::<Vec<_>>());
     assert_eq!(wal.commit(Seq(2)).expect("commit"), 1);
     assert_eq!(wal.commit(Seq(2)).expect("same commit"), 0);
@@ -179,10 +179,10 @@ fn commit_is_idempotent_and_refuses_the_future() {
 #[test]
 fn reopen_continues_sequence_numbers() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let mut wal = Wal::open(dir.path(), options()).expect("open");
+    let mut wal = open_retrying(dir.path(), options()).expect("open");
     append_all(&mut wal, &[batch(1, 1), batch(2, 1), batch(3, 1)]);
     drop(wal);
-    let mut wal = Wal::open(dir.path(), options()).expect("reopen");
+    let mut wal = open_retrying(dir.path(), options()).expect("reopen");
     assert_eq!(wal.next_seq(), Seq(4));
     assert_eq!(wal.append(&batch(4, 1)).expect("append"), Seq(4));
 
@@ -190,14 +190,14 @@ fn reopen_continues_sequence_numbers() {
     wal.commit(Seq(4)).expect("commit");
     assert!(segment_files(dir.path()).is_empty());
     drop(wal);
-    let mut wal = Wal::open(dir.path(), options()).expect("reopen");
+    let mut wal = open_retrying(dir.path(), options()).expect("reopen");
     assert!(replay_all(&wal).is_empty());
     assert_eq!(wal.append(&batch(5, 1)).expect("append"), Seq(5));
 }
 
 /// Writes three records in one segment and returns (segment path, offset of the last record).
 fn three_records(dir: &Path) -> (PathBuf, u64) {
-    let mut wal = Wal::open(dir, options()).expect("open");
+    let mut wal = open_retrying(dir, options()).expect("open");
     append_all(&mut wal, &[batch(1, 4), batch(2, 4), batch(3, 2)]);
     drop(wal);
     let path = segment_files(dir).remove(0);
@@ -221,7 +221,7 @@ fn a_record_cut_at_any_byte_is_truncated_and_counted() {
     let pristine = fs::read(&path).expect("read segment");
     for cut in last_offset + 1..pristine.len() as u64 {
         fs::write(&path, &pristine[..cut as usize]).expect("write cut segment");
-        let mut wal = Wal::open(dir.path(), options()).expect("open with torn tail");
+        let mut wal = open_retrying(dir.path(), options()).expect("open with torn tail");
         let rec = wal.recovery();
         assert_eq!(rec.truncated_bytes, cut - last_offset, "cut at {cut}");
         let tail = rec
@@ -238,7 +238,7 @@ fn a_record_cut_at_any_byte_is_truncated_and_counted() {
         // The WAL appends cleanly after the cut, and the next open finds no damage.
         assert_eq!(wal.append(&batch(9, 1)).expect("append"), Seq(3));
         drop(wal);
-        let wal = Wal::open(dir.path(), options()).expect("reopen");
+        let wal = open_retrying(dir.path(), options()).expect("reopen");
         assert!(wal.recovery().torn_tail.is_none(), "cut at {cut}");
         assert_eq!(replay_all(&wal).len(), 3);
     }
@@ -253,7 +253,7 @@ fn a_flipped_byte_in_the_last_record_is_detected() {
         let mut damaged = pristine.clone();
         damaged[at] ^= 0x40;
         fs::write(&path, &damaged).expect("write damaged segment");
-        let wal = Wal::open(dir.path(), options()).expect("open with damaged tail");
+        let wal = open_retrying(dir.path(), options()).expect("open with damaged tail");
         let rec = wal.recovery();
         let tail = rec.torn_tail.as_ref().expect("damage should be found");
         assert_eq!(tail.offset, last_offset, "flip at {at}");
@@ -265,7 +265,7 @@ fn a_flipped_byte_in_the_last_record_is_detected() {
 #[test]
 fn corruption_in_an_older_segment_skips_its_rest_and_continues() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let mut wal = Wal::open(dir.path(), small_segments()).expect("open");
+    let mut wal = open_retrying(dir.path(), small_segments()).expect("open");
     append_all(&mut wal, &(1..=6).map(|i| batch(i, 3)).collect::<Vec<_>>());
     drop(wal);
     let files = segment_files(dir.path());
@@ -275,7 +275,7 @@ fn corruption_in_an_older_segment_skips_its_rest_and_continues() {
     bytes[40] ^= 0xff;
     fs::write(&files[1], &bytes).expect("write");
 
-    let mut wal = Wal::open(dir.path(), small_segments()).expect("open despite corruption");
+    let mut wal = open_retrying(dir.path(), small_segments()).expect("open despite corruption");
     let rec = wal.recovery();
     assert!(rec.torn_tail.is_none());
     assert_eq!(rec.corruptions.len(), 1);
@@ -303,7 +303,7 @@ fn damage_inside_the_last_segment_is_not_mistaken_for_a_torn_tail() {
     let mut bytes = fs::read(&path).expect("read");
     bytes[30] ^= 0xff; // inside record 1's payload; records 2 and 3 follow intact
     fs::write(&path, &bytes).expect("write");
-    let mut wal = Wal::open(dir.path(), options()).expect("open");
+    let mut wal = open_retrying(dir.path(), options()).expect("open");
     let rec = wal.recovery();
     assert!(
         rec.torn_tail.is_none(),
@@ -321,7 +321,7 @@ fn damage_inside_the_last_segment_is_not_mistaken_for_a_torn_tail() {
     assert!(seq > Seq(1));
     assert_eq!(segment_files(dir.path()).len(), 2);
     drop(wal);
-    let wal = Wal::open(dir.path(), options()).expect("reopen");
+    let wal = open_retrying(dir.path(), options()).expect("reopen");
     assert_eq!(replay_all(&wal), vec![(seq, batch(4, 1))]);
 }
 
@@ -333,7 +333,7 @@ fn wal_full_at_the_limit_until_a_commit_frees_space() {
         max_bytes: record * 3,
         ..small_segments()
     };
-    let mut wal = Wal::open(dir.path(), limited.clone()).expect("open");
+    let mut wal = open_retrying(dir.path(), limited.clone()).expect("open");
     append_all(&mut wal, &[batch(1, 3), batch(2, 3), batch(3, 3)]);
     let err = wal.append(&batch(4, 3)).expect_err("the wal is full");
     assert!(
@@ -348,7 +348,7 @@ fn wal_full_at_the_limit_until_a_commit_frees_space() {
     drop(wal);
 
     // The limit holds across a restart.
-    let mut wal = Wal::open(dir.path(), limited).expect("reopen");
+    let mut wal = open_retrying(dir.path(), limited).expect("reopen");
     assert_eq!(wal.bytes(), 2 * record);
     assert!(matches!(
         wal.append(&batch(5, 6)),
@@ -359,7 +359,7 @@ fn wal_full_at_the_limit_until_a_commit_frees_space() {
 #[test]
 fn a_record_larger_than_the_whole_wal_is_refused_for_good() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let mut wal = Wal::open(
+    let mut wal = open_retrying(
         dir.path(),
         WalOptions {
             max_bytes: 100,
@@ -384,14 +384,14 @@ fn a_killed_process_loses_nothing_it_appended() {
             fsync,
             ..small_segments()
         };
-        let mut wal = Wal::open(dir.path(), opts.clone()).expect("open");
+        let mut wal = open_retrying(dir.path(), opts.clone()).expect("open");
         let batches: Vec<_> = (1..=7).map(|i| batch(i, 3)).collect();
         let seqs = append_all(&mut wal, &batches);
         wal.commit(Seq(2)).expect("commit");
         // No close, no drop: as if the process had been killed here.
         wal.simulate_kill();
 
-        let wal = Wal::open(dir.path(), opts).expect("reopen");
+        let wal = open_retrying(dir.path(), opts).expect("reopen");
         let expected: Vec<_> = seqs.into_iter().zip(batches).skip(2).collect();
         assert_eq!(replay_all(&wal), expected, "{fsync:?}");
         assert_eq!(wal.recovery().truncated_bytes, 0);
@@ -401,13 +401,13 @@ fn a_killed_process_loses_nothing_it_appended() {
 #[test]
 fn a_second_wal_on_the_same_directory_is_refused() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let wal = Wal::open(dir.path(), options()).expect("open");
-    let err = Wal::open(dir.path(), options())
+    let wal = open_retrying(dir.path(), options()).expect("open");
+    let err = open_retrying(dir.path(), options())
         .err()
         .expect("the directory is locked");
     assert!(matches!(err, WalError::Locked { .. }), "{err}");
     drop(wal);
-    Wal::open(dir.path(), options()).expect("the lock is released on drop");
+    open_retrying(dir.path(), options()).expect("the lock is released on drop");
 }
 
 #[test]
@@ -415,7 +415,7 @@ fn unknown_files_in_the_directory_are_ignored() {
     let dir = tempfile::tempdir().expect("tempdir");
     fs::write(dir.path().join("notes.txt"), b"operator notes").expect("write");
     fs::write(dir.path().join("abc.wal"), b"not a segment name").expect("write");
-    let mut wal = Wal::open(dir.path(), options()).expect("open");
+    let mut wal = open_retrying(dir.path(), options()).expect("open");
     assert_eq!(wal.append(&batch(1, 1)).expect("append"), Seq(1));
     assert_eq!(wal.segment_count(), 1);
 }
@@ -426,7 +426,7 @@ const KILL_TEST: &str = "store::wal::tests::a_sigkilled_writer_loses_nothing_it_
 /// The writer's side of the kill test: appends (and now and then commits) until killed,
 /// printing each sequence number once `append` or `commit` has returned.
 fn run_writer(dir: &Path) {
-    let mut wal = Wal::open(dir, small_segments()).expect("child open");
+    let mut wal = open_retrying(dir, small_segments()).expect("child open");
     for id in 1..=100_000u64 {
         let seq = wal.append(&batch(id, 1 + id % 5)).expect("child append");
         println!("acked {}", seq.0);
@@ -470,7 +470,7 @@ fn a_sigkilled_writer_loses_nothing_it_acknowledged() {
     child.wait().expect("reap the writer");
     assert!(acked.len() >= 300, "the writer stopped early");
 
-    let wal = Wal::open(dir.path(), small_segments()).expect("open after kill");
+    let wal = open_retrying(dir.path(), small_segments()).expect("open after kill");
     assert!(wal.committed().0 >= committed);
     let replayed = replay_all(&wal);
     let seqs: Vec<u64> = replayed.iter().map(|(s, _)| s.0).collect();
@@ -493,7 +493,7 @@ fn a_sigkilled_writer_loses_nothing_it_acknowledged() {
 fn open_recorded(dir: &Path, opts: WalOptions) -> (Wal, PrometheusHandle) {
     let recorder = PrometheusBuilder::new().build_recorder();
     let handle = recorder.handle();
-    let wal = metrics::with_local_recorder(&recorder, || Wal::open(dir, opts)).expect("open");
+    let wal = metrics::with_local_recorder(&recorder, || open_retrying(dir, opts)).expect("open");
     (wal, handle)
 }
 
@@ -542,4 +542,19 @@ fn metrics_follow_size_replay_and_truncation() {
     assert_eq!(truncated, cut as f64);
     assert_eq!(replay_all(&wal).len(), 2, "records 3 and 4 remain");
     assert_eq!(metric(&handle, &[names::STORE_WAL_REPLAYED_SPANS]), 6.0);
+}
+
+/// `Wal::open`, waiting out a lock that a child process spawned by another test may hold
+/// for a moment (a fork shares the parent's open files until the child execs). A lock that
+/// lasts is returned as the error.
+fn open_retrying(dir: impl AsRef<Path>, options: WalOptions) -> Result<Wal, WalError> {
+    let mut result = Wal::open(dir.as_ref(), options.clone());
+    for _ in 0..50 {
+        if !matches!(result, Err(WalError::Locked { .. })) {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+        result = Wal::open(dir.as_ref(), options.clone());
+    }
+    result
 }
