@@ -4,6 +4,7 @@
 mod backpressure;
 mod compliance;
 mod configs;
+mod crash;
 mod quota;
 mod sanitizer;
 mod sdk;

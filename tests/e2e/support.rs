@@ -110,6 +110,12 @@ impl Spanline {
             .unwrap_or(0)
     }
 
+    /// Kills the process with SIGKILL, as a crash would, and reaps it.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
     /// Sends SIGTERM and waits (up to `limit`) for the exit status.
     pub fn terminate(&mut self, limit: Duration) -> ExitStatus {
         let _ = Command::new("kill")
@@ -270,9 +276,14 @@ pub fn request(first: i64, n: i64) -> ExportTraceServiceRequest {
 
 /// Every `seq` attribute the capture has seen, sorted.
 pub fn captured_seqs(capture: &Capture) -> Vec<i64> {
+    seqs_of(&capture.received.lock())
+}
+
+/// Every `seq` span attribute in `resource_spans`, sorted.
+pub fn seqs_of(resource_spans: &[ResourceSpans]) -> Vec<i64> {
     use opentelemetry_proto::tonic::common::v1::any_value;
     let mut seqs = Vec::new();
-    for rs in capture.received.lock().iter() {
+    for rs in resource_spans {
         for span in rs.scope_spans.iter().flat_map(|ss| &ss.spans) {
             for kv in &span.attributes {
                 if let (true, Some(any_value::Value::IntValue(seq))) = (
