@@ -6,46 +6,16 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use parking_lot::Mutex;
-use serde::Deserialize;
-use tokio::sync::mpsc;
 
 use super::TailSamplingProcessorFactory;
 use crate::component::{
-    BuildContext, ComponentConfig, ComponentError, ExportError, Exporter, ExporterFactory,
-    Receiver, ReceiverContext, ReceiverFactory, ResourceSpans, ScopeSpans, Span, TraceBatch,
-    TraceConsumer, Transport,
+    BuildContext, ComponentError, ExportError, Exporter, ExporterFactory, ResourceSpans,
+    ScopeSpans, Span, TraceBatch, TraceConsumer, Transport,
 };
 use crate::config::load_str_with_env;
 use crate::registry::Registry;
 use crate::runtime::{Readiness, Service};
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-struct Empty {}
-impl ComponentConfig for Empty {}
-
-/// Hands the test the consumer the host gives the receiver.
-struct Probe(mpsc::UnboundedSender<TraceConsumer>);
-
-impl ReceiverFactory for Probe {
-    type Config = Empty;
-    const TYPE: &'static str = "probe";
-    const EXAMPLE_YAML: &'static str = "probe: {}\n";
-    fn build(&self, _: Empty, _: &BuildContext) -> Result<Box<dyn Receiver>, ComponentError> {
-        Ok(Box::new(Probe(self.0.clone())))
-    }
-}
-
-#[async_trait]
-impl Receiver for Probe {
-    async fn start(
-        self: Box<Self>,
-        ctx: ReceiverContext,
-    ) -> Result<tokio::task::JoinHandle<()>, ComponentError> {
-        let _ = self.0.send(ctx.consumer.clone());
-        Ok(tokio::spawn(async move { ctx.shutdown.cancelled().await }))
-    }
-}
+use crate::testing::{NoConfig as Empty, ProbeReceiverFactory};
 
 /// Collects the names of exported spans.
 #[derive(Clone, Default)]
@@ -101,9 +71,9 @@ fn root(trace: u8, name: &str) -> TraceBatch {
 }
 
 async fn start(sink: &Sink) -> (Service, TraceConsumer) {
-    let (tx, mut rx) = mpsc::unbounded_channel();
+    let (probe, mut rx) = ProbeReceiverFactory::new();
     let registry = Registry::empty()
-        .with_receiver(Probe(tx))
+        .with_receiver(probe)
         .with_processor(TailSamplingProcessorFactory)
         .with_exporter(sink.clone());
     let config = load_str_with_env(CONFIG, "test.yaml", &registry, &|_| None)
