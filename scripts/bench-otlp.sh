@@ -12,12 +12,16 @@
 #                         core partly idle, waiting on round trips, instead of measuring its throughput)
 #   ROTEL_VENV=DIR        where `pip install rotel` goes (default: $CARGO_TARGET_DIR or target, /rotel-venv)
 #   SKIP_BUILD=1          do not run `cargo build --release`
+#   PIPELINE=nop|trace_store|tail_sampling
+#                         spanline's pipeline: batch -> nop (default); batch -> trace_store on a local
+#                         directory (also prints bytes per span stored); tail_sampling -> batch -> nop
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
 TARGET_DIR=${CARGO_TARGET_DIR:-target}
 DURATION=${DURATION:-30s}
 ONLY=${ONLY:-all}
+PIPELINE=${PIPELINE:-nop}
 LOADGEN=${LOADGEN:-$TARGET_DIR/release/spanline loadgen}
 LOADGEN_ARGS=${LOADGEN_ARGS:---concurrency 16}
 ROTEL_VENV=${ROTEL_VENV:-$TARGET_DIR/rotel-venv}
@@ -121,15 +125,42 @@ measure() {
 }
 
 run_spanline() {
+    local processors="[batch]" exporter="nop" exporter_config="{}" extra=""
+    case "$PIPELINE" in
+        nop) ;;
+        trace_store)
+            exporter=trace_store
+            exporter_config="{ url: file://$WORK/store, wal_dir: $WORK/wal }"
+            ;;
+        tail_sampling)
+            processors="[tail_sampling, batch]"
+            extra="  tail_sampling:
+    policies:
+      - { name: errors, type: status_code, status_code: { status_codes: [ERROR] } }
+      - { name: slow, type: latency, latency: { threshold_ms: 1000 } }
+      - { name: premium, type: tenant, tenant: { tenants: [tenant-0], policies: [ { name: p300, type: latency, latency: { threshold_ms: 300 } } ] } }
+      - { name: baseline, type: probabilistic, probabilistic: { sampling_percentage: 5 } }"
+            ;;
+        *) echo "PIPELINE must be nop, trace_store or tail_sampling, got $PIPELINE" >&2; return 2 ;;
+    esac
     cat >"$WORK/bench.yaml" <<EOF
 receivers: { otlp: { protocols: { grpc: { endpoint: $SPANLINE_GRPC } } } }
-processors: { batch: {} }
-exporters: { nop: {} }
+processors:
+  batch: {}
+$extra
+exporters:
+  $exporter: $exporter_config
 service:
-  pipelines: { traces: { receivers: [otlp], processors: [batch], exporters: [nop] } }
+  pipelines: { traces: { receivers: [otlp], processors: $processors, exporters: [$exporter] } }
   telemetry: { metrics: { address: $SPANLINE_METRICS } }
 EOF
     measure spanline "$SPANLINE_GRPC" "$TARGET_DIR/release/spanline" run --config "$WORK/bench.yaml"
+    if [[ "$PIPELINE" == trace_store ]]; then
+        local bytes spans
+        bytes=$(du -sb "$WORK/store/spans" "$WORK/store/traces" | awk '{ t += $1 } END { print t }')
+        spans=$(awk '/spans acknowledged:/ { print $3 }' "$WORK/spanline.report")
+        echo "stored: $bytes bytes in spans/ and traces/ for $spans spans = $(awk -v b="$bytes" -v s="$spans" 'BEGIN { printf "%.1f", b / s }') bytes per span"
+    fi
 }
 
 run_rotel() {

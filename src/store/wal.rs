@@ -185,6 +185,9 @@ pub struct Wal {
     pending: Vec<PendingSegment>,
     recovery: Recovery,
     metrics: WalMetrics,
+    /// The record being written, kept between appends: a batch's record is megabytes, and
+    /// allocating it afresh each time has the kernel zero new pages for every append.
+    scratch: Vec<u8>,
 }
 
 impl Wal {
@@ -222,6 +225,7 @@ impl Wal {
             last_sync: Instant::now(),
             pending: found.pending,
             recovery: found.recovery,
+            scratch: Vec::new(),
         };
         wal.record_size();
         Ok(wal)
@@ -286,9 +290,13 @@ impl Wal {
             });
         }
         let seq = self.next_seq;
-        let buf = record::encode(seq, spans, payload_len);
-        self.prepare_segment(len)?;
-        self.write(&buf, seq)?;
+        let mut buf = std::mem::take(&mut self.scratch);
+        record::encode_into(&mut buf, seq, spans, payload_len);
+        let written = self
+            .prepare_segment(len)
+            .and_then(|()| self.write(&buf, seq));
+        self.scratch = buf;
+        written?;
         self.next_seq += 1;
         self.bytes += len;
         self.record_size();

@@ -59,8 +59,17 @@ impl std::fmt::Display for Damage {
 /// Encodes a batch as one record: the payload is the `ExportTraceServiceRequest` wire form,
 /// written field by field so the batch's spans are not cloned. `payload_len` is the batch's
 /// `payload_len`, at most `u32::MAX`.
+#[cfg(test)]
 pub fn encode(seq: u64, spans: &[ResourceSpans], payload_len: usize) -> Vec<u8> {
-    let mut buf = Vec::with_capacity(HEADER_LEN + payload_len);
+    let mut buf = Vec::new();
+    encode_into(&mut buf, seq, spans, payload_len);
+    buf
+}
+
+/// `encode` into a buffer the caller reuses (it is cleared first).
+pub fn encode_into(buf: &mut Vec<u8>, seq: u64, spans: &[ResourceSpans], payload_len: usize) {
+    buf.clear();
+    buf.reserve(HEADER_LEN + payload_len);
     buf.put_slice(&MAGIC);
     buf.put_u16_le(VERSION);
     buf.put_u16_le(0);
@@ -68,11 +77,10 @@ pub fn encode(seq: u64, spans: &[ResourceSpans], payload_len: usize) -> Vec<u8> 
     buf.put_u32_le(u32::try_from(payload_len).unwrap_or(u32::MAX));
     buf.put_u32_le(0);
     for rs in spans {
-        prost::encoding::message::encode(1, rs, &mut buf);
+        prost::encoding::message::encode(1, rs, buf);
     }
     let crc = checksum(&buf[..CRC_OFFSET], &buf[HEADER_LEN..]);
     buf[CRC_OFFSET..HEADER_LEN].copy_from_slice(&crc.to_le_bytes());
-    buf
 }
 
 /// The encoded size of a batch's record, computed without encoding it.
