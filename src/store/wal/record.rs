@@ -59,14 +59,7 @@ impl std::fmt::Display for Damage {
 /// Encodes a batch as one record: the payload is the `ExportTraceServiceRequest` wire form,
 /// written field by field so the batch's spans are not cloned. `payload_len` is the batch's
 /// `payload_len`, at most `u32::MAX`.
-#[cfg(test)]
-pub fn encode(seq: u64, spans: &[ResourceSpans], payload_len: usize) -> Vec<u8> {
-    let mut buf = Vec::new();
-    encode_into(&mut buf, seq, spans, payload_len);
-    buf
-}
-
-/// `encode` into a buffer the caller reuses (it is cleared first).
+/// The caller reuses `buf` between records; it is cleared first.
 pub fn encode_into(buf: &mut Vec<u8>, seq: u64, spans: &[ResourceSpans], payload_len: usize) {
     buf.clear();
     buf.reserve(HEADER_LEN + payload_len);
