@@ -239,9 +239,15 @@ impl Capture {
 }
 
 /// An OTLP request of `n` spans carrying `seq` attributes `first..first+n`, one trace per span.
+///
+/// Spans start now: a store's retention would rightly delete spans from long ago.
 pub fn request(first: i64, n: i64) -> ExportTraceServiceRequest {
     use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
     use opentelemetry_proto::tonic::trace::v1::{ScopeSpans, Span};
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or_default();
     let spans = (first..first + n)
         .map(|seq| {
             let mut trace_id = vec![7u8; 16];
@@ -250,8 +256,8 @@ pub fn request(first: i64, n: i64) -> ExportTraceServiceRequest {
                 trace_id,
                 span_id: vec![1; 8],
                 name: "GET /items".into(),
-                start_time_unix_nano: 1_700_000_000_000_000_000,
-                end_time_unix_nano: 1_700_000_000_100_000_000,
+                start_time_unix_nano: now,
+                end_time_unix_nano: now + 100_000_000,
                 attributes: vec![KeyValue {
                     key: "seq".into(),
                     value: Some(AnyValue {
