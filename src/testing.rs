@@ -52,3 +52,14 @@ impl Receiver for Probe {
         Ok(tokio::spawn(async move { ctx.shutdown.cancelled().await }))
     }
 }
+
+/// A config's validation problems as `path: message` lines, for asserting in tests.
+pub fn problems_of<C: ComponentConfig>(config: &C) -> Vec<String> {
+    let mut problems = crate::component::Problems::new();
+    config.validate(&mut problems);
+    problems
+        .into_vec()
+        .into_iter()
+        .map(|p| format!("{}: {}", p.path, p.message))
+        .collect()
+}

@@ -7,8 +7,7 @@ use parking_lot::Mutex;
 
 use super::{TraceStoreConfig, TraceStoreExporterFactory, build_exporter};
 use crate::component::{
-    BuildContext, ComponentConfig, ExportError, Exporter, ExporterFactory, Problems, ResourceSpans,
-    TraceBatch,
+    BuildContext, ExportError, Exporter, ExporterFactory, ResourceSpans, TraceBatch,
 };
 use crate::store::testdata::{self, flatten};
 use crate::store::{StoreError, WriteAheadLog};
@@ -21,13 +20,7 @@ fn parse(yaml: &str) -> TraceStoreConfig {
 }
 
 fn problems(config: &TraceStoreConfig) -> Vec<String> {
-    let mut problems = Problems::new();
-    config.validate(&mut problems);
-    problems
-        .into_vec()
-        .into_iter()
-        .map(|p| format!("{}: {}", p.path, p.message))
-        .collect()
+    crate::testing::problems_of(config)
 }
 
 #[test]

@@ -10,9 +10,9 @@ use super::config::{Action, LimitOverrides, Limits, TenantQuotaConfig};
 use super::{REASON_QUOTA, REASON_TRACE_TOO_LARGE, TenantQuota, TenantQuotaProcessorFactory};
 use crate::component::tenant::{TENANT_ATTRIBUTE, tenant_of};
 use crate::component::{
-    AnyValue, BuildContext, ByteSize, ComponentConfig, Dropped, Emitter, HumanDuration, KeyValue,
-    Problems, ProcessError, Processor, ProcessorFactory, Refusal, RefusalReason, Resource,
-    ResourceSpans, ScopeSpans, Span, TraceBatch, any_value, names,
+    AnyValue, BuildContext, ByteSize, Dropped, Emitter, HumanDuration, KeyValue, ProcessError,
+    Processor, ProcessorFactory, Refusal, RefusalReason, Resource, ResourceSpans, ScopeSpans, Span,
+    TraceBatch, any_value, names,
 };
 
 /// Runs a test on a paused current-thread runtime with a local metrics recorder.
@@ -168,13 +168,7 @@ fn two_tenants(action: Action) -> TenantQuotaConfig {
 }
 
 fn problems(config: &TenantQuotaConfig) -> Vec<String> {
-    let mut problems = Problems::new();
-    config.validate(&mut problems);
-    problems
-        .into_vec()
-        .into_iter()
-        .map(|p| format!("{}: {}", p.path, p.message))
-        .collect()
+    crate::testing::problems_of(config)
 }
 
 // ---------------------------------------------------------------------------------------

@@ -33,10 +33,10 @@ use super::{
 };
 use crate::component::tenant::{TENANT_ATTRIBUTE, tenant_of};
 use crate::component::{
-    AnyValue, ByteSize, ComponentConfig, ComponentError, ExportTraceServiceRequest,
-    ExportTraceServiceResponse, InstrumentationScope, KeyValue, PipelineInlet, PipelineMsg,
-    Problems, ReceiverContext, ReceiverFactory, Refusal, RefusalReason, Resource, ResourceSpans,
-    ScopeSpans, Span, TraceBatch, TraceConsumer, any_value, names,
+    AnyValue, ByteSize, ComponentError, ExportTraceServiceRequest, ExportTraceServiceResponse,
+    InstrumentationScope, KeyValue, PipelineInlet, PipelineMsg, ReceiverContext, ReceiverFactory,
+    Refusal, RefusalReason, Resource, ResourceSpans, ScopeSpans, Span, TraceBatch, TraceConsumer,
+    any_value, names,
 };
 use futures::StreamExt;
 
@@ -51,13 +51,7 @@ fn parse(yaml: &str) -> Result<OtlpReceiverConfig, serde_yaml::Error> {
 }
 
 fn problems(config: &OtlpReceiverConfig) -> Vec<String> {
-    let mut problems = Problems::new();
-    config.validate(&mut problems);
-    problems
-        .into_vec()
-        .into_iter()
-        .map(|p| format!("{}: {}", p.path, p.message))
-        .collect()
+    crate::testing::problems_of(config)
 }
 
 #[test]
