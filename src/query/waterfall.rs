@@ -38,8 +38,8 @@ impl Default for WaterfallOptions {
 }
 
 const MIN_WIDTH: usize = 50;
-/// The name column never takes more than this share (in tenths) of the width.
-const NAME_SHARE_TENTHS: usize = 4;
+/// The name column never takes more than this share of the width.
+const NAME_SHARE_PERCENT: usize = 35;
 const GAP: &str = "  ";
 const PARENT_MISSING: &str = " (parent missing)";
 /// A parent chain that loops back on itself has no root; its spans are shown from where it was entered.
@@ -322,19 +322,20 @@ fn hex(bytes: &[u8]) -> String {
 /// Sizes the columns: names up to a share of the width, bars and details share the rest.
 fn layout(cells: &[Cells], width: usize) -> Layout {
     let widest = |f: fn(&Cells) -> usize| cells.iter().map(f).max().unwrap_or(0);
-    let name_cap = width * NAME_SHARE_TENTHS / 10;
+    let name_cap = width * NAME_SHARE_PERCENT / 100;
     let name = widest(|c| display_width(&c.name) + display_width(c.marker)).min(name_cap);
     let offset = widest(|c| display_width(&c.offset));
     let duration = widest(|c| display_width(&c.duration));
     let fixed = name + offset + duration + 3 * GAP.len();
     let rest = width.saturating_sub(fixed);
     let details_wanted = widest(|c| display_width(&c.details));
-    // The bar takes what the details leave, but never less than a third of the room.
+    // The bar takes what the details leave, but never less than half the room: timing is
+    // what a waterfall is for, and the details are cut with `…` first.
     let bar = if details_wanted == 0 {
         rest
     } else {
         rest.saturating_sub(details_wanted + GAP.len())
-            .max(rest / 3)
+            .max(rest / 2)
     };
     let bar = bar.max(1);
     let details = rest.saturating_sub(bar + GAP.len());
@@ -570,11 +571,11 @@ mod tests {
         let out = render_waterfall(&small_trace(), &options(100, false));
         let expected = [
             "trace abababababababababababababababab  5 spans  4 services  100ms  1 error",
-            "frontend: GET /checkout                      +0ns   100ms  █████████████  http.route=/checkout http…",
-            "└─ checkout: POST /api/checkout           +5.00ms  60.0ms  █████████░░░░  OK",
-            "   ├─ payment: POST /charge               +10.0ms  45.5ms  ░███████░░░░░  ERROR: card declined  htt…",
-            "   └─ checkout: publish orders            +70.0ms  2.00ms  ░░░░░░░░░█░░░  messaging.system=kafka",
-            "fulfillment: process o… (parent missing)  +80.0ms  19.0ms  ░░░░░░░░░░███",
+            "frontend: GET /checkout                 +0ns   100ms  ███████████████████████  http.route=/checkout…",
+            "└─ checkout: POST /api/checkout      +5.00ms  60.0ms  ░██████████████░░░░░░░░  OK",
+            "   ├─ payment: POST /charge          +10.0ms  45.5ms  ░░███████████░░░░░░░░░░  ERROR: card declined…",
+            "   └─ checkout: publish orders       +70.0ms  2.00ms  ░░░░░░░░░░░░░░░░█░░░░░░  messaging.system=kaf…",
+            "fulfillment: proc… (parent missing)  +80.0ms  19.0ms  ░░░░░░░░░░░░░░░░░░█████",
         ];
         assert_eq!(out.lines().collect::<Vec<_>>(), expected);
         assert!(!out.contains('\x1b'), "no escape codes without colour");
@@ -590,7 +591,7 @@ mod tests {
         );
         assert_eq!(
             lines[3],
-            "   ├─ payment: POST /charge               +10.0ms  45.5ms  ░███████░░░░░  \x1b[1;31mERROR: card declined\x1b[0m  htt…"
+            "   ├─ payment: POST /charge          +10.0ms  45.5ms  ░░███████████░░░░░░░░░░  \x1b[1;31mERROR: card declined\x1b[0m…"
         );
         let plain = render_waterfall(&small_trace(), &options(100, false));
         let plain: Vec<&str> = plain.lines().collect();
@@ -644,7 +645,7 @@ mod tests {
             .for_each(|a| a.push(text("deployment.environment", "prod")));
         let options = WaterfallOptions {
             attributes: vec!["user.id".to_string(), "deployment.environment".to_string()],
-            ..options(140, false)
+            ..options(160, false)
         };
         let out = render_waterfall(&trace, &options);
         let root = out.lines().nth(1).unwrap_or_default();
