@@ -9,6 +9,11 @@ const GAP: &str = "  ";
 /// so magnitudes line up; other columns are left-aligned. Rows shorter than the header are
 /// padded with empty cells; longer rows widen the table.
 pub fn render_table(headers: &[&str], rows: &[Vec<String>]) -> String {
+    let rows: Vec<Vec<String>> = rows
+        .iter()
+        .map(|row| row.iter().map(|cell| printable(cell)).collect())
+        .collect();
+    let rows = &rows[..];
     let columns = rows.iter().map(Vec::len).fold(headers.len(), usize::max);
     let mut widths = vec![0; columns];
     for (column, header) in headers.iter().enumerate() {
@@ -85,6 +90,20 @@ fn is_number_or_duration(text: &str) -> bool {
     digits_ok && ["", "ns", "µs", "us", "ms", "s", "m", "h"].contains(&unit)
 }
 
+/// Escapes control characters, so a newline or an escape sequence in the data cannot
+/// break the one-line-per-span layout or drive the terminal.
+pub(crate) fn printable(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 /// Terminal columns the text takes: one per char, which holds for the text we print.
 pub(crate) fn display_width(text: &str) -> usize {
     text.chars().count()
@@ -149,6 +168,15 @@ payment   POST /charge      950µs     12
         let rows = vec![row(&["x"]), row(&["y", "1", "extra"])];
         let table = render_table(&["A", "B"], &rows);
         assert_eq!(table, "A  B\n-  -  -----\nx\ny  1  extra\n");
+    }
+
+    #[test]
+    fn control_characters_cannot_break_a_row() {
+        let rows = vec![row(&["a\nb", "1"])];
+        assert_eq!(
+            render_table(&["K", "N"], &rows),
+            "K     N\n----  -\na\\nb  1\n"
+        );
     }
 
     #[test]

@@ -5,7 +5,7 @@ use std::collections::{HashMap, HashSet};
 use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
 use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, Span, status::StatusCode};
 
-use super::table::{display_width, pad_left, pad_right, truncate};
+use super::table::{display_width, pad_left, pad_right, printable, truncate};
 
 /// How `render_waterfall` lays out a trace.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -95,20 +95,24 @@ pub fn render_waterfall(resource_spans: &[ResourceSpans], options: &WaterfallOpt
     if nodes.is_empty() {
         return "trace: no spans\n".to_string();
     }
-    let trace_start = nodes.iter().map(|n| n.span.start_time_unix_nano).min();
-    let trace_start = trace_start.unwrap_or(0);
-    let trace_end = nodes.iter().map(|n| span_end(n.span)).max().unwrap_or(0);
+    let start = nodes.iter().map(|n| n.span.start_time_unix_nano).min();
+    let start = start.unwrap_or(0);
+    let end = nodes
+        .iter()
+        .map(|n| span_end(n.span))
+        .max()
+        .unwrap_or(start);
+    let window = Window {
+        start,
+        total: end - start,
+    };
     let cells: Vec<Cells> = tree_rows(&nodes)
         .iter()
-        .map(|row| row_cells(&nodes, row, trace_start, options))
+        .map(|row| row_cells(&nodes, row, start, options))
         .collect();
     let layout = layout(&cells, width);
 
-    let mut out = header(&nodes, trace_end - trace_start, width, options.color);
-    let window = Window {
-        start: trace_start,
-        total: trace_end - trace_start,
-    };
+    let mut out = header(&nodes, window.total, width, options.color);
     for cell in &cells {
         out.push_str(&render_row(cell, &layout, window, options.color));
         out.push('\n');
@@ -221,16 +225,17 @@ fn row_cells(nodes: &[Node<'_>], row: &Row, trace_start: u64, options: &Waterfal
     let start = span.start_time_unix_nano;
     let end = span_end(span);
     let (status, error) = status_text(span);
-    let attributes = attribute_texts(node, &options.attributes);
+    let status = printable(&status);
+    let attributes = printable(&attribute_texts(node, &options.attributes).join(" "));
     let mut details = status.clone();
     if !attributes.is_empty() {
         if !details.is_empty() {
             details.push_str(GAP);
         }
-        details.push_str(&attributes.join(" "));
+        details.push_str(&attributes);
     }
     Cells {
-        name: format!("{}{}: {}", row.prefix, node.service, span.name),
+        name: printable(&format!("{}{}: {}", row.prefix, node.service, span.name)),
         marker: row.marker,
         offset: format!("+{}", format_duration(start - trace_start)),
         duration: format_duration(end - start),
@@ -682,6 +687,24 @@ mod tests {
         let out = render_waterfall(&[service("svc", vec![bad])], &options(60, false));
         assert!(out.starts_with("trace abab"));
         assert!(out.contains("  0ns  "), "{out}");
+    }
+
+    #[test]
+    fn control_characters_in_span_data_are_escaped() {
+        let mut span = span(1, 0, "GET /\nfake line", 0.0, 1.0);
+        span.attributes = vec![text("http.route", "/\x1b[2J")];
+        span.status = Some(Status {
+            code: StatusCode::Error as i32,
+            message: "boom\r\n".to_string(),
+        });
+        let out = render_waterfall(&[service("svc", vec![span])], &options(160, true));
+        assert_eq!(out.lines().count(), 2, "{out}");
+        let line = out.lines().nth(1).unwrap_or_default();
+        assert!(line.starts_with("svc: GET /\\nfake line  "), "{line}");
+        assert!(
+            line.ends_with("ERROR: boom\\r\\n\x1b[0m  http.route=/\\u{1b}[2J"),
+            "{line}"
+        );
     }
 
     #[test]
