@@ -8,6 +8,7 @@ pub mod factory;
 pub mod graph;
 pub mod host;
 pub mod loadgen;
+pub mod query;
 pub mod registry;
 pub mod runtime;
 pub mod store;
