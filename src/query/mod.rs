@@ -1,1 +1,2 @@
 pub mod params;
+pub mod traceql;
