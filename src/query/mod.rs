@@ -1,2 +1,3 @@
+pub mod otlp_json;
 pub mod params;
 pub mod traceql;
