@@ -22,6 +22,7 @@ use tokio::sync::Mutex;
 use crate::component::{BuildContext, ComponentError, Exporter, ExporterFactory};
 use crate::store::WriteAheadLog;
 use crate::store::location::Location;
+use crate::store::reader::StoreReader;
 use crate::store::retention::RetentionPolicy;
 use crate::store::writer::BlockWriter;
 
@@ -77,11 +78,14 @@ pub fn build_exporter(
     let (store, layout) = location
         .open(&config.url, &config.options)
         .map_err(|e| ComponentError::other(id, e.to_string()))?;
+    let writer = config.writer();
     Ok(TraceStoreExporter::new(exporter::Shared {
         id: id.to_string(),
+        reader: StoreReader::new(store.clone(), layout.clone()),
         store,
         layout,
-        writer: Mutex::new(BlockWriter::new(config.writer())),
+        indexed_attributes: writer.indexed_attributes.clone(),
+        writer: Mutex::new(BlockWriter::new(writer)),
         wal,
         max_uncommitted: config.wal_max_bytes.bytes(),
         retention: retention_policy(config),
