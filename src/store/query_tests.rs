@@ -435,7 +435,9 @@ async fn a_bloom_filter_that_says_maybe_for_an_absent_trace_is_counted() {
     id[15] = id[15].wrapping_add(1);
     assert!(meta.row_groups_for(&id).contains(&0));
     // A saturated filter answers maybe for every id.
-    meta.bloom.words.iter_mut().for_each(|w| *w = u64::MAX);
+    Arc::make_mut(&mut meta.bloom.words)
+        .iter_mut()
+        .for_each(|w| *w = u64::MAX);
     let path = layout.index("acme", &meta.block_id);
     store
         .put(&path, serde_json::to_vec(&meta).unwrap().into())
