@@ -327,6 +327,14 @@ async fn scan_finds_a_trace_by_a_non_indexed_attribute_only_inside_the_window() 
         vec![[0x11; 16], [0x22; 16]]
     );
     assert_eq!(rows_scan(&rows, around(150, 250), &user), vec![[0x11; 16]]);
+    // Promoted keys are answered from the maps as well (the promoted columns are copies).
+    let failed = SpanPredicate {
+        key: "http.status_code".into(),
+        value: "500".into(),
+    };
+    let stored_failed = reader.scan(meta, around(0, 3000), &failed).await.unwrap();
+    assert!(!stored_failed.is_empty());
+    assert_eq!(stored_failed, rows_scan(&rows, around(0, 3000), &failed));
     let live = rows_summaries(&rows, around(2000, 2000), &config().indexed_attributes);
     let stored = reader
         .summaries(meta, Some(around(2000, 2000)))
