@@ -399,7 +399,8 @@ impl LiveView for Shared {
 
     async fn summaries(&self, tenant: &str, window: TimeWindow) -> Vec<TraceSummary> {
         let rows = self.live_rows(tenant).await;
-        live::rows_summaries(&rows, window, &self.indexed_attributes)
+        let indexed = self.indexed_attributes.clone();
+        off_thread(move || live::rows_summaries(&rows, window, &indexed)).await
     }
 
     async fn scan(
@@ -408,6 +409,19 @@ impl LiveView for Shared {
         window: TimeWindow,
         predicate: &SpanPredicate,
     ) -> Vec<[u8; 16]> {
-        live::rows_scan(&self.live_rows(tenant).await, window, predicate)
+        let rows = self.live_rows(tenant).await;
+        let predicate = predicate.clone();
+        off_thread(move || live::rows_scan(&rows, window, &predicate)).await
+    }
+}
+
+/// Summarising or scanning a full buffer takes a while: keep it off the async threads.
+async fn off_thread<T: Default + Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> T {
+    match tokio::task::spawn_blocking(work).await {
+        Ok(out) => out,
+        Err(error) => {
+            tracing::warn!(%error, "live trace query failed");
+            T::default()
+        }
     }
 }
