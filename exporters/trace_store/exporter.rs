@@ -21,8 +21,13 @@ use crate::component::{ComponentError, ExportError, Exporter, Health, TraceBatch
 use crate::store::compaction;
 use crate::store::index::BlockMeta;
 use crate::store::layout::Layout;
+use crate::store::live::{self, LiveView, QuerySource};
+use crate::store::reader::StoreReader;
 use crate::store::retention::{self, RetentionPolicy};
+use crate::store::summary::TraceSummary;
+use crate::store::writer::Rows;
 use crate::store::writer::{BlockWriter, write_block};
+use crate::store::{SpanPredicate, TimeWindow};
 use crate::store::{StoreError, WriteAheadLog};
 
 /// How often buffers are checked for `max_block_age`.
@@ -35,6 +40,8 @@ pub(crate) struct Shared {
     pub id: String,
     pub store: Arc<dyn ObjectStore>,
     pub layout: Layout,
+    /// One reader for every query of this store, so its caches are shared.
+    pub reader: StoreReader,
     pub writer: Mutex<BlockWriter>,
     pub wal: Option<Arc<dyn WriteAheadLog>>,
     /// The most uncommitted span bytes held before exports are refused.
@@ -45,6 +52,8 @@ pub(crate) struct Shared {
     pub compaction_interval: Option<Duration>,
     /// Wakes the committer when a buffer is full, so `export` never waits for an upload.
     pub full: tokio::sync::Notify,
+    /// The writer's indexed attribute keys (kept here so queries need not lock the writer).
+    pub indexed_attributes: Vec<String>,
 }
 
 /// Exponential backoff of block uploads while object storage fails.
@@ -204,10 +213,7 @@ impl TraceStoreExporter {
 
     /// A reader over the same store (what this exporter committed is visible through it).
     pub fn reader(&self) -> crate::store::reader::StoreReader {
-        crate::store::reader::StoreReader::new(
-            self.shared.store.clone(),
-            self.shared.layout.clone(),
-        )
+        self.shared.reader.clone()
     }
 
     /// Rebuilds blocks from what the write-ahead log still holds (after a crash).
@@ -361,5 +367,61 @@ impl Exporter for TraceStoreExporter {
 
     fn durable(&self) -> bool {
         self.shared.wal.is_some()
+    }
+
+    fn query_source(&self) -> Option<QuerySource> {
+        let live: Arc<dyn LiveView> = self.shared.clone();
+        Some(QuerySource {
+            reader: self.shared.reader.clone(),
+            live: Some(live),
+            indexed_attributes: self.shared.indexed_attributes.clone(),
+        })
+    }
+}
+
+impl Shared {
+    /// Shared handles on the tenant's uncommitted spans; the search runs after the lock
+    /// is released, so exports never wait for a query.
+    async fn live_rows(&self, tenant: &str) -> Vec<Rows> {
+        self.writer.lock().await.live_rows(tenant)
+    }
+}
+
+#[async_trait]
+impl LiveView for Shared {
+    async fn trace(
+        &self,
+        tenant: &str,
+        trace_id: &[u8],
+    ) -> Vec<opentelemetry_proto::tonic::trace::v1::ResourceSpans> {
+        live::rows_trace(&self.live_rows(tenant).await, trace_id)
+    }
+
+    async fn summaries(&self, tenant: &str, window: TimeWindow) -> Vec<TraceSummary> {
+        let rows = self.live_rows(tenant).await;
+        let indexed = self.indexed_attributes.clone();
+        off_thread(move || live::rows_summaries(&rows, window, &indexed)).await
+    }
+
+    async fn scan(
+        &self,
+        tenant: &str,
+        window: TimeWindow,
+        predicate: &SpanPredicate,
+    ) -> Vec<[u8; 16]> {
+        let rows = self.live_rows(tenant).await;
+        let predicate = predicate.clone();
+        off_thread(move || live::rows_scan(&rows, window, &predicate)).await
+    }
+}
+
+/// Summarising or scanning a full buffer takes a while: keep it off the async threads.
+async fn off_thread<T: Default + Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> T {
+    match tokio::task::spawn_blocking(work).await {
+        Ok(out) => out,
+        Err(error) => {
+            tracing::warn!(%error, "live trace query failed");
+            T::default()
+        }
     }
 }

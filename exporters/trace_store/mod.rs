@@ -3,6 +3,8 @@
 mod config;
 mod exporter;
 #[cfg(test)]
+mod live_tests;
+#[cfg(test)]
 mod outside_tests;
 #[cfg(test)]
 mod s3_tests;
@@ -17,11 +19,14 @@ pub use wal_log::FileWal;
 use std::path::Path;
 use std::sync::Arc;
 
+use object_store::ObjectStore;
 use tokio::sync::Mutex;
 
 use crate::component::{BuildContext, ComponentError, Exporter, ExporterFactory};
 use crate::store::WriteAheadLog;
+use crate::store::layout::Layout;
 use crate::store::location::Location;
+use crate::store::reader::StoreReader;
 use crate::store::retention::RetentionPolicy;
 use crate::store::writer::BlockWriter;
 
@@ -77,11 +82,25 @@ pub fn build_exporter(
     let (store, layout) = location
         .open(&config.url, &config.options)
         .map_err(|e| ComponentError::other(id, e.to_string()))?;
-    Ok(TraceStoreExporter::new(exporter::Shared {
+    Ok(exporter_on(config, id, wal, store, layout))
+}
+
+/// Builds the exporter over an already opened store (`config.url` is not used).
+pub fn exporter_on(
+    config: &TraceStoreConfig,
+    id: &str,
+    wal: Option<Arc<dyn WriteAheadLog>>,
+    store: Arc<dyn ObjectStore>,
+    layout: Layout,
+) -> TraceStoreExporter {
+    let writer = config.writer();
+    TraceStoreExporter::new(exporter::Shared {
         id: id.to_string(),
+        reader: StoreReader::new(store.clone(), layout.clone()),
         store,
         layout,
-        writer: Mutex::new(BlockWriter::new(config.writer())),
+        indexed_attributes: writer.indexed_attributes.clone(),
+        writer: Mutex::new(BlockWriter::new(writer)),
         wal,
         max_uncommitted: config.wal_max_bytes.bytes(),
         retention: retention_policy(config),
@@ -91,7 +110,7 @@ pub fn build_exporter(
             .compaction
             .enabled
             .then(|| config.compaction.interval.get()),
-    }))
+    })
 }
 
 /// `None` when traces are kept forever.

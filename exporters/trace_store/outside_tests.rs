@@ -75,6 +75,9 @@ print(json.dumps({{
   "hours": sorted(h for (h,) in q(f"select distinct hour from {{spans}}")),
   "trace": sorted(hex for (hex,) in q(f"select lower(hex(span_id)) from {{spans}} where tenant = 'acme' and trace_id = unhex('{trace}')")),
   "route": q(f"select count(*) from {{spans}} where attributes['http.route'] is not null and http_route = attributes['http.route']")[0][0],
+  "has_root": q(f"select count(*) from {{traces}} where has_root")[0][0],
+  "root_ops": q(f"select count(distinct trace_id) from (select trace_id, root_service, root_name, unnest(operations) as op from {{traces}}) where op.service = root_service and op.name = root_name")[0][0],
+  "errors_agree": q(f"select count(*) from {{traces}} where (status_code = 'error') != (len(error_services) > 0)")[0][0],
 }}))
 "#,
         trace = hex(&wanted),
@@ -90,6 +93,12 @@ print(json.dumps({{
     assert_eq!(
         result["route"], 158,
         "promoted columns agree with the attribute map"
+    );
+    assert_eq!(result["has_root"], 37, "every test trace has its root");
+    assert_eq!(result["root_ops"], 37, "each root's operation is listed");
+    assert_eq!(
+        result["errors_agree"], 0,
+        "error traces name their error services"
     );
 }
 

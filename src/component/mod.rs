@@ -220,6 +220,13 @@ pub trait Exporter: Send {
     fn durable(&self) -> bool {
         false
     }
+
+    /// What a query engine needs to read what this exporter stores (its committed blocks
+    /// and its not-yet-committed spans), for exporters that keep a queryable store. Called
+    /// once after `start`, before the exporter moves into its runner.
+    fn query_source(&self) -> Option<crate::store::live::QuerySource> {
+        None
+    }
 }
 
 /// A typed receiver factory: the author's side; the registry erases the types.

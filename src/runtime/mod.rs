@@ -20,6 +20,7 @@ use crate::component::{
 use crate::config::{ComponentSpec, Config};
 use crate::factory::Built;
 use crate::graph::Graph;
+use crate::store::live::QuerySource;
 use crate::telemetry::metrics::{ExporterMetrics, ProcessorMetrics};
 use exporter_runner::ExporterRunner;
 use pipeline::{ExporterSlot, Pipeline, ProcessorSlot};
@@ -51,6 +52,8 @@ pub struct Service {
     pipelines: Vec<(String, JoinHandle<()>)>,
     pipeline_stop: CancellationToken,
     exporters: Vec<(String, JoinHandle<()>, Arc<ExporterQueue>)>,
+    /// Stores that exporters keep, by exporter id, for the query API.
+    query_sources: Vec<(String, QuerySource)>,
     abandon: CancellationToken,
     pub readiness: Arc<Readiness>,
 }
@@ -63,6 +66,11 @@ pub struct ShutdownReport {
 }
 
 impl Service {
+    /// The queryable stores of the running exporters, as (exporter id, source).
+    pub fn query_sources(&self) -> &[(String, QuerySource)] {
+        &self.query_sources
+    }
+
     /// Builds every component and starts them downstream first. On failure, whatever was
     /// started is stopped again.
     pub async fn start(
@@ -76,6 +84,7 @@ impl Service {
             pipelines: Vec::new(),
             pipeline_stop: CancellationToken::new(),
             exporters: Vec::new(),
+            query_sources: Vec::new(),
             abandon: CancellationToken::new(),
             readiness,
         };
@@ -158,6 +167,9 @@ impl Service {
         };
         exporter.start().await?;
         let durable = exporter.durable();
+        if let Some(source) = exporter.query_source() {
+            self.query_sources.push((spec.id.clone(), source));
+        }
         let (capacity, capacity_bytes) = spec.settings.queue_capacity();
         let metrics = ExporterMetrics::new(&spec.id, capacity, capacity_bytes);
         let queue = Arc::new(ExporterQueue::new(capacity, capacity_bytes, metrics));

@@ -1,5 +1,7 @@
 //! A bloom filter over 16-byte trace ids, with a stable hash so files stay readable.
 
+use std::sync::Arc;
+
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 
@@ -10,9 +12,10 @@ pub struct Bloom {
     pub bits: u64,
     /// Number of probes per key.
     pub hashes: u32,
-    /// The bit array, little-endian 64-bit words, base64.
+    /// The bit array, little-endian 64-bit words, base64. Shared, so copies of a block's
+    /// index (one per query) do not copy the filter.
     #[serde(with = "words_base64")]
-    pub words: Vec<u64>,
+    pub words: Arc<Vec<u64>>,
 }
 
 impl Bloom {
@@ -27,13 +30,15 @@ impl Bloom {
         Self {
             bits: words * 64,
             hashes,
-            words: vec![0; words as usize],
+            words: Arc::new(vec![0; words as usize]),
         }
     }
 
     pub fn insert(&mut self, trace_id: &[u8]) {
-        for bit in self.probes(trace_id) {
-            self.words[(bit / 64) as usize] |= 1 << (bit % 64);
+        let probes = self.probes(trace_id);
+        let words = Arc::make_mut(&mut self.words);
+        for bit in probes {
+            words[(bit / 64) as usize] |= 1 << (bit % 64);
         }
     }
 
@@ -76,15 +81,15 @@ fn splitmix64(x: u64) -> u64 {
 mod words_base64 {
     use super::*;
 
-    pub fn serialize<S: serde::Serializer>(words: &[u64], s: S) -> Result<S::Ok, S::Error> {
+    pub fn serialize<S: serde::Serializer>(words: &Arc<Vec<u64>>, s: S) -> Result<S::Ok, S::Error> {
         let mut bytes = Vec::with_capacity(words.len() * 8);
-        for word in words {
+        for word in words.iter() {
             bytes.extend_from_slice(&word.to_le_bytes());
         }
         s.serialize_str(&STANDARD.encode(bytes))
     }
 
-    pub fn deserialize<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<u64>, D::Error> {
+    pub fn deserialize<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Arc<Vec<u64>>, D::Error> {
         let text: String = serde::Deserialize::deserialize(d)?;
         let bytes = STANDARD
             .decode(text)
@@ -95,7 +100,7 @@ mod words_base64 {
             word.copy_from_slice(chunk);
             words.push(u64::from_le_bytes(word));
         }
-        Ok(words)
+        Ok(Arc::new(words))
     }
 }
 

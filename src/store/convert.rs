@@ -51,7 +51,7 @@ fn find<'a>(attrs: &'a [KeyValue], key: &str) -> Option<&'a any_value::Value> {
 }
 
 /// Sorts rows by trace id, then start time, as the span table is laid out.
-pub fn sort_rows(rows: &mut [SpanRow]) {
+pub fn sort_rows(rows: &mut [&SpanRow]) {
     rows.sort_by(|a, b| {
         (&a.span.trace_id, a.span.start_time_unix_nano)
             .cmp(&(&b.span.trace_id, b.span.start_time_unix_nano))
@@ -171,7 +171,7 @@ struct Links {
 }
 
 /// Converts sorted rows into one record batch of the span table.
-pub fn spans_to_batch(rows: &[SpanRow]) -> Result<RecordBatch, StoreError> {
+pub fn spans_to_batch(rows: &[&SpanRow]) -> Result<RecordBatch, StoreError> {
     let n = rows.len();
     let mut trace_id = FixedSizeBinaryBuilder::with_capacity(n, 16);
     let mut span_id = FixedSizeBinaryBuilder::with_capacity(n, 8);
@@ -199,7 +199,7 @@ pub fn spans_to_batch(rows: &[SpanRow]) -> Result<RecordBatch, StoreError> {
     };
     let mut link_attrs = AttrColumn::new();
 
-    for row in rows {
+    for row in rows.iter().copied() {
         let (span, origin) = (&row.span, &row.origin);
         trace_id.append_value(fixed::<16>(&span.trace_id))?;
         span_id.append_value(fixed::<8>(&span.span_id))?;

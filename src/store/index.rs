@@ -49,7 +49,7 @@ impl BlockMeta {
     pub fn describe(
         block_id: &str,
         partition: &Partition,
-        rows: &[SpanRow],
+        rows: &[&SpanRow],
         row_group_spans: usize,
         fpp: f64,
     ) -> Self {
@@ -66,7 +66,7 @@ impl BlockMeta {
                 rows: chunk.len() as u64,
             });
         }
-        let first_last = |f: fn(&SpanRow) -> u64| rows.iter().map(f);
+        let first_last = |f: fn(&SpanRow) -> u64| rows.iter().copied().map(f);
         Self {
             format_version: FORMAT_VERSION,
             block_id: block_id.to_string(),

@@ -11,20 +11,62 @@ pub mod convert;
 pub mod decode;
 pub mod index;
 pub mod layout;
+pub mod live;
 pub mod location;
+mod object_reader;
 pub mod reader;
 pub mod retention;
 pub mod schema;
+mod search;
 pub mod summary;
+pub mod summary_table;
 pub mod wal;
 pub mod writer;
 
+#[cfg(test)]
+mod query_tests;
 #[cfg(test)]
 pub(crate) mod testdata;
 #[cfg(test)]
 mod tests;
 
 use opentelemetry_proto::tonic::trace::v1::ResourceSpans;
+
+/// A closed interval of unix nanoseconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TimeWindow {
+    pub start_unix_nano: u64,
+    pub end_unix_nano: u64,
+}
+
+impl TimeWindow {
+    /// Whether `[start, end]` shares at least one instant with the window.
+    pub fn overlaps(&self, start: u64, end: u64) -> bool {
+        start <= self.end_unix_nano && end >= self.start_unix_nano
+    }
+
+    pub fn contains(&self, t: u64) -> bool {
+        self.overlaps(t, t)
+    }
+}
+
+/// `key = value` on a span's or its resource's attributes, compared as the store's text
+/// form of the value (`convert::encode_value(..).1`), so `user.id=8821` matches an int 8821
+/// and a string "8821".
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SpanPredicate {
+    pub key: String,
+    pub value: String,
+}
+
+impl SpanPredicate {
+    /// Whether the attributes hold the key with the value.
+    pub fn matches(&self, attributes: &[opentelemetry_proto::tonic::common::v1::KeyValue]) -> bool {
+        attributes.iter().any(|kv| {
+            kv.key == self.key && convert::encode_value(kv.value.as_ref()).1 == self.value
+        })
+    }
+}
 
 /// The write-ahead log as the trace store uses it. A batch is appended before `export`
 /// answers Ok; entries are released once every block holding their spans has its index

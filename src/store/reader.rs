@@ -1,43 +1,105 @@
 //! Reading the store: list committed blocks, find a trace by id, read blocks back as OTLP.
+//! Search reads (summaries, attribute scans) live in `search`.
 
-use std::ops::Range;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
-use arrow::array::RecordBatch;
-use bytes::Bytes;
-use futures::future::BoxFuture;
-use futures::{FutureExt, TryFutureExt, TryStreamExt};
+use arrow::array::{BooleanArray, FixedSizeBinaryArray, RecordBatch};
+use futures::TryStreamExt;
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt};
 use opentelemetry_proto::tonic::trace::v1::ResourceSpans;
-use parquet::arrow::ParquetRecordBatchStreamBuilder;
-use parquet::arrow::arrow_reader::ArrowReaderOptions;
-use parquet::arrow::async_reader::AsyncFileReader;
-use parquet::errors::ParquetError;
-use parquet::file::metadata::{ParquetMetaData, ParquetMetaDataReader};
+use parquet::arrow::ProjectionMask;
+use parquet::arrow::arrow_reader::{ArrowPredicateFn, RowFilter};
 
-use super::StoreError;
 use super::decode::batches_to_resource_spans;
 use super::index::BlockMeta;
 use super::layout::Layout;
+use super::live::merge_spans;
+use super::object_reader::{FooterCache, ObjectReader, Tally};
+use super::{StoreError, TimeWindow};
 
-/// Reads committed blocks; blocks without an index object are never seen.
+/// How many parsed Parquet footers a reader keeps.
+const FOOTER_CACHE_ENTRIES: usize = 1024;
+
+/// What one read did, for query statistics and tests.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct ReadStats {
+    /// Blocks whose index was consulted.
+    pub blocks_inspected: u64,
+    pub row_groups_read: u64,
+    /// Bytes fetched from object storage (Parquet footers and column chunks).
+    pub bytes_read: u64,
+    /// Blocks whose bloom filter said maybe but whose row groups held no span of the trace.
+    pub bloom_false_positives: u64,
+    /// Index objects and Parquet footers served from the reader's caches.
+    pub cache_hits: u64,
+}
+
+/// Reads committed blocks; blocks without an index object are never seen. Cheap to clone;
+/// clones share their caches, so one reader serves concurrent queries.
 #[derive(Clone)]
 pub struct StoreReader {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
     store: Arc<dyn ObjectStore>,
     layout: Layout,
+    /// Parsed index objects by path: an index never changes once written.
+    indexes: parking_lot::Mutex<HashMap<String, Arc<BlockMeta>>>,
+    footers: FooterCache,
+    cache_hits: AtomicU64,
 }
 
 impl StoreReader {
     pub fn new(store: Arc<dyn ObjectStore>, layout: Layout) -> Self {
-        Self { store, layout }
+        Self {
+            inner: Arc::new(Inner {
+                store,
+                layout,
+                indexes: Default::default(),
+                footers: FooterCache::new(FOOTER_CACHE_ENTRIES),
+                cache_hits: AtomicU64::new(0),
+            }),
+        }
+    }
+
+    /// Index objects and footers served from cache since the reader was made.
+    pub fn cache_hits(&self) -> u64 {
+        self.inner.cache_hits.load(Ordering::Relaxed)
+    }
+
+    pub(super) fn store(&self) -> &Arc<dyn ObjectStore> {
+        &self.inner.store
+    }
+
+    /// Folds a call's cache hits into the reader's lifetime count.
+    pub(super) fn fold(&self, tally: &Tally) {
+        self.inner
+            .cache_hits
+            .fetch_add(tally.hits(), Ordering::Relaxed);
+    }
+
+    /// A stream builder over one Parquet object of the store.
+    pub(super) async fn open(
+        &self,
+        path: &str,
+        size: u64,
+        tally: &Arc<Tally>,
+    ) -> Result<parquet::arrow::ParquetRecordBatchStreamBuilder<ObjectReader>, StoreError> {
+        self.inner
+            .footers
+            .open(&self.inner.store, path, size, tally)
+            .await
     }
 
     /// Every tenant that has at least one committed block.
     pub async fn tenants(&self) -> Result<Vec<String>, StoreError> {
         let listing = self
-            .store
-            .list_with_delimiter(Some(&self.layout.index_root()))
+            .store()
+            .list_with_delimiter(Some(&self.inner.layout.index_root()))
             .await?;
         let mut out = Vec::new();
         for prefix in listing.common_prefixes {
@@ -52,41 +114,97 @@ impl StoreReader {
     /// The index of every visible block of `tenant`, oldest first: committed, and not
     /// replaced by a compacted block.
     pub async fn blocks(&self, tenant: &str) -> Result<Vec<BlockMeta>, StoreError> {
-        let all = self.all_blocks(tenant).await?;
-        let replaced: std::collections::HashSet<&str> = all
+        self.blocks_in(tenant, None).await
+    }
+
+    /// The visible blocks of `tenant` whose time range overlaps `window` (all with `None`).
+    pub async fn blocks_in(
+        &self,
+        tenant: &str,
+        window: Option<TimeWindow>,
+    ) -> Result<Vec<BlockMeta>, StoreError> {
+        let tally = Arc::new(Tally::default());
+        let blocks = self.visible(tenant, window, &tally).await;
+        self.fold(&tally);
+        blocks
+    }
+
+    async fn visible(
+        &self,
+        tenant: &str,
+        window: Option<TimeWindow>,
+        tally: &Tally,
+    ) -> Result<Vec<BlockMeta>, StoreError> {
+        let all = self.indexes(tenant, tally).await?;
+        let replaced: HashSet<&str> = all
             .iter()
             .flat_map(|m| m.compacted_from.iter().map(String::as_str))
             .collect();
         let visible = all
             .iter()
             .filter(|m| !replaced.contains(m.block_id.as_str()))
-            .cloned()
+            .filter(|m| {
+                window.is_none_or(|w| w.overlaps(m.min_start_unix_nano, m.max_end_unix_nano))
+            })
+            .map(|m| BlockMeta::clone(m))
             .collect();
         Ok(visible)
     }
 
     /// Every index object of `tenant`, including blocks a compaction already replaced.
     pub async fn all_blocks(&self, tenant: &str) -> Result<Vec<BlockMeta>, StoreError> {
-        let dir = self.layout.index_dir(tenant);
-        let objects: Vec<_> = self.store.list(Some(&dir)).try_collect().await?;
+        let tally = Tally::default();
+        let all = self.indexes(tenant, &tally).await?;
+        self.fold(&tally);
+        Ok(all.iter().map(|m| BlockMeta::clone(m)).collect())
+    }
+
+    /// Lists the tenant's index objects (so new blocks appear and deleted ones vanish) and
+    /// parses only those not already cached.
+    async fn indexes(
+        &self,
+        tenant: &str,
+        tally: &Tally,
+    ) -> Result<Vec<Arc<BlockMeta>>, StoreError> {
+        let dir = self.inner.layout.index_dir(tenant);
+        let objects: Vec<_> = self.store().list(Some(&dir)).try_collect().await?;
         let mut metas = Vec::with_capacity(objects.len());
+        let mut listed = HashSet::new();
         for object in objects {
             if object.location.extension() != Some("json") {
                 continue;
             }
+            let key = object.location.to_string();
+            let cached = self.inner.indexes.lock().get(&key).cloned();
+            if let Some(meta) = cached {
+                tally.hit();
+                metas.push(meta);
+                listed.insert(key);
+                continue;
+            }
             // Retention or compaction may delete an index between listing and reading it.
             match self.block(&object.location).await {
-                Ok(meta) => metas.push(meta),
+                Ok(meta) => {
+                    let meta = Arc::new(meta);
+                    self.inner.indexes.lock().insert(key.clone(), meta.clone());
+                    metas.push(meta);
+                    listed.insert(key);
+                }
                 Err(StoreError::ObjectStore(object_store::Error::NotFound { .. })) => {}
                 Err(e) => return Err(e),
             }
         }
+        let prefix = format!("{dir}/");
+        self.inner
+            .indexes
+            .lock()
+            .retain(|path, _| !path.starts_with(&prefix) || listed.contains(path));
         metas.sort_by(|a, b| a.block_id.cmp(&b.block_id));
         Ok(metas)
     }
 
     async fn block(&self, path: &Path) -> Result<BlockMeta, StoreError> {
-        let bytes = self.store.get(path).await?.bytes().await?;
+        let bytes = self.store().get(path).await?.bytes().await?;
         serde_json::from_slice(&bytes).map_err(|source| StoreError::Index {
             path: path.to_string(),
             source,
@@ -99,105 +217,111 @@ impl StoreReader {
         tenant: &str,
         trace_id: &[u8],
     ) -> Result<Vec<ResourceSpans>, StoreError> {
-        let mut batches = Vec::new();
-        for meta in self.blocks(tenant).await? {
+        self.trace_in(tenant, trace_id, None, &mut ReadStats::default())
+            .await
+    }
+
+    /// Like `trace`, skipping blocks whose time range misses `window`. A span found in
+    /// several blocks (compaction overlap, a replayed log) is returned once.
+    pub async fn trace_in(
+        &self,
+        tenant: &str,
+        trace_id: &[u8],
+        window: Option<TimeWindow>,
+        stats: &mut ReadStats,
+    ) -> Result<Vec<ResourceSpans>, StoreError> {
+        let tally = Arc::new(Tally::default());
+        let found = self
+            .trace_blocks(tenant, trace_id, window, stats, &tally)
+            .await;
+        stats.bytes_read += tally.bytes();
+        stats.cache_hits += tally.hits();
+        self.fold(&tally);
+        Ok(merge_spans(found?))
+    }
+
+    async fn trace_blocks(
+        &self,
+        tenant: &str,
+        trace_id: &[u8],
+        window: Option<TimeWindow>,
+        stats: &mut ReadStats,
+        tally: &Arc<Tally>,
+    ) -> Result<Vec<Vec<ResourceSpans>>, StoreError> {
+        let mut parts = Vec::new();
+        for meta in self.visible(tenant, window, tally).await? {
+            stats.blocks_inspected += 1;
             if !meta.may_contain(trace_id) {
                 continue;
             }
             let groups = meta.row_groups_for(trace_id);
-            if groups.is_empty() {
+            stats.row_groups_read += groups.len() as u64;
+            let batches = if groups.is_empty() {
+                Vec::new()
+            } else {
+                self.read_trace(&meta, groups, trace_id, tally).await?
+            };
+            if batches.iter().all(|b| b.num_rows() == 0) {
+                stats.bloom_false_positives += 1;
                 continue;
             }
-            for batch in self.read_spans(&meta, Some(groups)).await? {
-                batches.push(filter_trace(&batch, trace_id)?);
-            }
+            parts.push(batches_to_resource_spans(&batches)?);
         }
-        batches_to_resource_spans(&batches)
+        Ok(parts)
+    }
+
+    /// Reads the rows of one trace: the trace id column is decoded first and the other
+    /// columns only for its rows.
+    async fn read_trace(
+        &self,
+        meta: &BlockMeta,
+        groups: Vec<usize>,
+        trace_id: &[u8],
+        tally: &Arc<Tally>,
+    ) -> Result<Vec<RecordBatch>, StoreError> {
+        let builder = self.open(&meta.spans_path, meta.spans_bytes, tally).await?;
+        let id_column = root_index(builder.parquet_schema(), "trace_id")?;
+        let mask = ProjectionMask::roots(builder.parquet_schema(), [id_column]);
+        let wanted = trace_id.to_vec();
+        let predicate = ArrowPredicateFn::new(mask, move |batch: RecordBatch| {
+            let ids = batch
+                .column(0)
+                .as_any()
+                .downcast_ref::<FixedSizeBinaryArray>()
+                .ok_or_else(|| arrow::error::ArrowError::SchemaError("trace_id".into()))?;
+            Ok(ids
+                .iter()
+                .map(|id| Some(id == Some(&wanted[..])))
+                .collect::<BooleanArray>())
+        });
+        let stream = builder
+            .with_row_groups(groups)
+            .with_row_filter(RowFilter::new(vec![Box::new(predicate)]))
+            .build()?;
+        Ok(stream.try_collect().await?)
     }
 
     /// Every span of one block, as OTLP.
     pub async fn block_spans(&self, meta: &BlockMeta) -> Result<Vec<ResourceSpans>, StoreError> {
-        let batches = self.read_spans(meta, None).await?;
+        let tally = Arc::new(Tally::default());
+        let builder = self
+            .open(&meta.spans_path, meta.spans_bytes, &tally)
+            .await?;
+        let batches: Vec<RecordBatch> = builder.build()?.try_collect().await?;
+        self.fold(&tally);
         batches_to_resource_spans(&batches)
     }
-
-    async fn read_spans(
-        &self,
-        meta: &BlockMeta,
-        row_groups: Option<Vec<usize>>,
-    ) -> Result<Vec<RecordBatch>, StoreError> {
-        let reader = ObjectReader {
-            store: self.store.clone(),
-            path: Path::from(meta.spans_path.as_str()),
-            size: meta.spans_bytes,
-        };
-        let mut builder = ParquetRecordBatchStreamBuilder::new(reader).await?;
-        if let Some(groups) = row_groups {
-            builder = builder.with_row_groups(groups);
-        }
-        Ok(builder.build()?.try_collect().await?)
-    }
 }
 
-/// Keeps the rows of one trace id.
-fn filter_trace(batch: &RecordBatch, trace_id: &[u8]) -> Result<RecordBatch, StoreError> {
-    let ids = batch
-        .column_by_name("trace_id")
-        .and_then(|c| {
-            c.as_any()
-                .downcast_ref::<arrow::array::FixedSizeBinaryArray>()
-        })
-        .ok_or_else(|| StoreError::Column("trace_id".into()))?;
-    let mask: arrow::array::BooleanArray =
-        ids.iter().map(|id| Some(id == Some(trace_id))).collect();
-    Ok(arrow::compute::filter_record_batch(batch, &mask)?)
-}
-
-/// Reads a Parquet object whose size the index already knows (no HEAD request).
-struct ObjectReader {
-    store: Arc<dyn ObjectStore>,
-    path: Path,
-    size: u64,
-}
-
-fn external(e: object_store::Error) -> ParquetError {
-    ParquetError::External(Box::new(e))
-}
-
-impl AsyncFileReader for ObjectReader {
-    fn get_bytes(&mut self, range: Range<u64>) -> BoxFuture<'_, parquet::errors::Result<Bytes>> {
-        self.store
-            .get_range(&self.path, range)
-            .map_err(external)
-            .boxed()
-    }
-
-    fn get_byte_ranges(
-        &mut self,
-        ranges: Vec<Range<u64>>,
-    ) -> BoxFuture<'_, parquet::errors::Result<Vec<Bytes>>> {
-        async move {
-            self.store
-                .get_ranges(&self.path, &ranges)
-                .await
-                .map_err(external)
-        }
-        .boxed()
-    }
-
-    fn get_metadata<'a>(
-        &'a mut self,
-        options: Option<&'a ArrowReaderOptions>,
-    ) -> BoxFuture<'a, parquet::errors::Result<Arc<ParquetMetaData>>> {
-        async move {
-            let size = self.size;
-            let metadata = ParquetMetaDataReader::new()
-                .with_arrow_reader_options(options)
-                .with_prefetch_hint(Some(64 * 1024))
-                .load_and_finish(self, size)
-                .await?;
-            Ok(Arc::new(metadata))
-        }
-        .boxed()
-    }
+/// The position of a top-level column among the file's root fields.
+pub(super) fn root_index(
+    schema: &parquet::schema::types::SchemaDescriptor,
+    name: &str,
+) -> Result<usize, StoreError> {
+    schema
+        .root_schema()
+        .get_fields()
+        .iter()
+        .position(|f| f.name() == name)
+        .ok_or_else(|| StoreError::Column(name.to_string()))
 }

@@ -35,8 +35,10 @@ pub const PROMOTED: [(&str, &str, &str, bool); 5] = [
     ),
 ];
 
-/// The on-disk format version written into every block index.
-pub const FORMAT_VERSION: u32 = 1;
+/// The on-disk format version written into every block index. Version 2 added the trace
+/// table's `has_root`, `operations` and `error_services` columns and orders its rows by
+/// start time; version-1 trace files are read with those columns empty.
+pub const FORMAT_VERSION: u32 = 2;
 
 pub fn timestamp() -> DataType {
     DataType::Timestamp(TimeUnit::Nanosecond, Some("UTC".into()))
@@ -165,5 +167,25 @@ pub fn trace_schema() -> SchemaRef {
         Field::new("error_count", DataType::UInt32, false),
         Field::new("services", string_list(), false),
         Field::new("attributes", map_of(string_list()), false),
+        Field::new("has_root", DataType::Boolean, false),
+        Field::new("operations", operation_list(), false),
+        Field::new("error_services", string_list(), false),
     ]))
+}
+
+/// The fields of one `operations` item: a (service, span name) pair.
+pub fn operation_fields() -> Fields {
+    Fields::from(vec![
+        Field::new("service", DataType::Utf8, false),
+        Field::new("name", DataType::Utf8, false),
+    ])
+}
+
+/// `List<Struct{service, name}>`.
+pub fn operation_list() -> DataType {
+    DataType::List(Arc::new(Field::new(
+        "item",
+        DataType::Struct(operation_fields()),
+        false,
+    )))
 }

@@ -1,198 +1,179 @@
-//! The trace summary table: one row per trace per block, for search.
+//! The trace summary: what search needs to know of one trace, per block or merged.
 
-use std::collections::BTreeSet;
-use std::sync::Arc;
+use std::borrow::Borrow;
+use std::collections::{BTreeMap, BTreeSet};
 
-use arrow::array::{
-    ArrayBuilder, ArrayRef, FixedSizeBinaryBuilder, Int64Builder, ListArray, MapArray, RecordBatch,
-    StringArray, StringBuilder, StructArray, TimestampNanosecondBuilder, UInt32Builder,
-};
-use arrow::buffer::OffsetBuffer;
-use arrow::datatypes::DataType;
-
-use super::StoreError;
 use super::convert::{SpanRow, encode_value};
-use super::schema;
 
+const STATUS_OK: i32 = 1;
 const STATUS_ERROR: i32 = 2;
 
-/// What the summary keeps of one trace.
-#[derive(Debug, Default)]
-struct TraceSummary {
-    trace_id: Vec<u8>,
-    root_service: String,
-    root_name: String,
-    start: u64,
-    end: u64,
-    spans: u32,
-    errors: u32,
-    services: BTreeSet<String>,
-    /// (indexed key, its distinct values).
-    attributes: Vec<(String, BTreeSet<String>)>,
+/// One trace as the summary table keeps it (one row per trace per block).
+///
+/// `status` is `"error"` when any span has status ERROR; otherwise the root span's status
+/// (`"ok"` or `"unset"`); when the root is not among the spans, `"ok"` if any span is OK,
+/// else `"unset"`.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct TraceSummary {
+    pub trace_id: [u8; 16],
+    pub root_service: String,
+    pub root_name: String,
+    /// The trace's parentless span is among the summarised spans; without it the root
+    /// fields name the earliest span.
+    pub has_root: bool,
+    pub start_unix_nano: u64,
+    pub end_unix_nano: u64,
+    /// `error`, `ok` or `unset`.
+    pub status: String,
+    pub span_count: u32,
+    pub error_count: u32,
+    pub services: BTreeSet<String>,
+    /// Services with at least one ERROR span.
+    pub error_services: BTreeSet<String>,
+    /// Distinct (service, span name) pairs.
+    pub operations: BTreeSet<(String, String)>,
+    /// Indexed attribute key → its distinct values (the store's text form); keys without
+    /// values are left out.
+    pub attributes: BTreeMap<String, BTreeSet<String>>,
+}
+
+impl TraceSummary {
+    pub fn duration_nanos(&self) -> u64 {
+        self.end_unix_nano.saturating_sub(self.start_unix_nano)
+    }
+
+    /// Combines the parts of one trace held by different blocks (or the live buffers): min
+    /// start, max end, summed counts, unions; root fields from the part that has the root,
+    /// else from the earliest part; status error if any part is error, else the root
+    /// part's, else ok if any part is ok.
+    pub fn merge(&mut self, other: TraceSummary) {
+        let take_root = if self.has_root != other.has_root {
+            other.has_root
+        } else {
+            !self.has_root && other.start_unix_nano < self.start_unix_nano
+        };
+        let status = merged_status(self, &other, take_root);
+        if take_root {
+            self.root_service = other.root_service;
+            self.root_name = other.root_name;
+            self.has_root = other.has_root;
+        }
+        self.status = status;
+        self.start_unix_nano = self.start_unix_nano.min(other.start_unix_nano);
+        self.end_unix_nano = self.end_unix_nano.max(other.end_unix_nano);
+        self.span_count += other.span_count;
+        self.error_count += other.error_count;
+        self.services.extend(other.services);
+        self.error_services.extend(other.error_services);
+        self.operations.extend(other.operations);
+        for (key, values) in other.attributes {
+            self.attributes.entry(key).or_default().extend(values);
+        }
+    }
+}
+
+fn merged_status(a: &TraceSummary, b: &TraceSummary, b_is_root: bool) -> String {
+    let any = |s: &str| a.status == s || b.status == s;
+    let status = if any("error") {
+        "error"
+    } else if a.has_root || b.has_root {
+        let root = if b_is_root { b } else { a };
+        root.status.as_str()
+    } else if any("ok") {
+        "ok"
+    } else {
+        "unset"
+    };
+    status.to_string()
 }
 
 /// Splits rows sorted by trace id into runs of one trace each.
-pub fn trace_runs(rows: &[SpanRow]) -> impl Iterator<Item = &[SpanRow]> {
-    rows.chunk_by(|a, b| a.span.trace_id == b.span.trace_id)
+pub fn trace_runs<R: Borrow<SpanRow>>(rows: &[R]) -> impl Iterator<Item = &[R]> {
+    rows.chunk_by(|a, b| a.borrow().span.trace_id == b.borrow().span.trace_id)
 }
 
-fn summarise(run: &[SpanRow], indexed: &[String]) -> TraceSummary {
+/// Summarises the spans of one trace (`run` must not be empty to say anything useful;
+/// an empty run gives the default summary).
+pub fn summarise<R: Borrow<SpanRow>>(run: &[R], indexed: &[String]) -> TraceSummary {
+    let Some(first) = run.first() else {
+        return TraceSummary::default();
+    };
     let mut t = TraceSummary {
-        trace_id: run[0].span.trace_id.clone(),
-        start: u64::MAX,
-        attributes: indexed
-            .iter()
-            .map(|k| (k.clone(), BTreeSet::new()))
-            .collect(),
+        trace_id: fixed_id(&first.borrow().span.trace_id),
+        start_unix_nano: u64::MAX,
         ..Default::default()
     };
-    // The root is the span without a parent; failing that (root not in this block), the
-    // earliest span stands in for it.
     let root = run
         .iter()
-        .find(|r| r.span.parent_span_id.is_empty())
-        .unwrap_or(&run[0]);
-    t.root_service = root.origin.service.clone();
-    t.root_name = root.span.name.clone();
-    for row in run {
-        let span = &row.span;
-        t.start = t.start.min(span.start_time_unix_nano);
-        t.end = t.end.max(span.end_time_unix_nano);
-        t.spans += 1;
-        if span.status.as_ref().is_some_and(|s| s.code == STATUS_ERROR) {
-            t.errors += 1;
-        }
-        t.services.insert(row.origin.service.clone());
-        for (key, values) in &mut t.attributes {
-            let all = span
-                .attributes
-                .iter()
-                .chain(&row.origin.resource.attributes);
-            for kv in all.filter(|kv| &kv.key == key) {
-                values.insert(encode_value(kv.value.as_ref()).1);
-            }
-        }
+        .map(Borrow::borrow)
+        .find(|r| r.span.parent_span_id.is_empty());
+    t.has_root = root.is_some();
+    // Without its root, the earliest span stands in for it.
+    let stand_in = root.or_else(|| {
+        run.iter()
+            .map(Borrow::borrow)
+            .min_by_key(|r| r.span.start_time_unix_nano)
+    });
+    if let Some(root) = stand_in {
+        t.root_service = root.origin.service.clone();
+        t.root_name = root.span.name.clone();
     }
+    let mut any_ok = false;
+    for row in run.iter().map(Borrow::borrow) {
+        add_span(&mut t, row, indexed);
+        any_ok |= code(row) == STATUS_OK;
+    }
+    t.status = status_of(t.error_count, root.map(code), any_ok).to_string();
     t
 }
 
-/// Builds the summary batch of rows sorted by trace id.
-pub fn summary_batch(
-    tenant: &str,
-    rows: &[SpanRow],
-    indexed: &[String],
-) -> Result<RecordBatch, StoreError> {
-    let mut trace_id = FixedSizeBinaryBuilder::new(16);
-    let mut strings: [StringBuilder; 4] = Default::default();
-    let mut start = TimestampNanosecondBuilder::new();
-    let mut end = TimestampNanosecondBuilder::new();
-    let mut duration = Int64Builder::new();
-    let mut counts: [UInt32Builder; 2] = Default::default();
-    let mut services = ListBuilder::default();
-    let mut attr_keys = StringBuilder::new();
-    let mut attr_values = ListBuilder::default();
-    let mut attr_offsets = vec![0i32];
-    for run in trace_runs(rows) {
-        let t = summarise(run, indexed);
-        let mut id = [0u8; 16];
-        if t.trace_id.len() == 16 {
-            id.copy_from_slice(&t.trace_id);
-        }
-        trace_id.append_value(id)?;
-        let status = if t.errors > 0 { "error" } else { "ok" };
-        for (b, text) in strings
-            .iter_mut()
-            .zip([tenant, &t.root_service, &t.root_name, status])
-        {
-            b.append_value(text);
-        }
-        start.append_value(t.start as i64);
-        end.append_value(t.end as i64);
-        duration.append_value(t.end.saturating_sub(t.start) as i64);
-        counts[0].append_value(t.spans);
-        counts[1].append_value(t.errors);
-        services.push(t.services);
-        for (key, values) in t.attributes.into_iter().filter(|(_, v)| !v.is_empty()) {
-            attr_keys.append_value(key);
-            attr_values.push(values);
-        }
-        attr_offsets.push(attr_keys.len() as i32);
-    }
-    let [s_tenant, s_service, s_name, s_status] =
-        strings.map(|mut b| Arc::new(b.finish()) as ArrayRef);
-    let [spans, errors] = counts.map(|mut b| Arc::new(b.finish()) as ArrayRef);
-    let attributes = attr_map(attr_keys, attr_values.finish(), attr_offsets)?;
-    let columns: Vec<ArrayRef> = vec![
-        Arc::new(trace_id.finish()),
-        s_tenant,
-        s_service,
-        s_name,
-        Arc::new(start.finish().with_timezone("UTC")),
-        Arc::new(end.finish().with_timezone("UTC")),
-        Arc::new(duration.finish()),
-        s_status,
-        spans,
-        errors,
-        services.finish(),
-        attributes,
-    ];
-    Ok(RecordBatch::try_new(schema::trace_schema(), columns)?)
+fn code(row: &SpanRow) -> i32 {
+    row.span.status.as_ref().map_or(0, |s| s.code)
 }
 
-fn attr_map(
-    mut keys: StringBuilder,
-    values: ArrayRef,
-    offsets: Vec<i32>,
-) -> Result<ArrayRef, StoreError> {
-    let map_type = schema::trace_schema()
-        .field_with_name("attributes")?
-        .data_type()
-        .clone();
-    let entries_field = schema::map_entries(&map_type);
-    let DataType::Struct(fields) = entries_field.data_type() else {
-        unreachable!("map entries are a struct");
-    };
-    let entries =
-        StructArray::try_new(fields.clone(), vec![Arc::new(keys.finish()), values], None)?;
-    let map = MapArray::try_new(
-        entries_field,
-        OffsetBuffer::new(offsets.into()),
-        entries,
-        None,
-        false,
-    )?;
-    Ok(Arc::new(map))
+fn status_of(errors: u32, root_code: Option<i32>, any_ok: bool) -> &'static str {
+    match (errors, root_code) {
+        (1.., _) => "error",
+        (0, Some(STATUS_OK)) => "ok",
+        (0, Some(_)) => "unset",
+        (0, None) if any_ok => "ok",
+        (0, None) => "unset",
+    }
 }
 
-/// A `List<Utf8>` built from sets of strings.
-#[derive(Default)]
-struct ListBuilder {
-    items: Vec<String>,
-    offsets: Vec<i32>,
+fn add_span(t: &mut TraceSummary, row: &SpanRow, indexed: &[String]) {
+    let span = &row.span;
+    let service = &row.origin.service;
+    t.start_unix_nano = t.start_unix_nano.min(span.start_time_unix_nano);
+    t.end_unix_nano = t.end_unix_nano.max(span.end_time_unix_nano);
+    t.span_count += 1;
+    if code(row) == STATUS_ERROR {
+        t.error_count += 1;
+        if !t.error_services.contains(service) {
+            t.error_services.insert(service.clone());
+        }
+    }
+    if !t.services.contains(service) {
+        t.services.insert(service.clone());
+    }
+    t.operations.insert((service.clone(), span.name.clone()));
+    let all = span
+        .attributes
+        .iter()
+        .chain(&row.origin.resource.attributes);
+    for kv in all {
+        if indexed.contains(&kv.key) {
+            let text = encode_value(kv.value.as_ref()).1;
+            t.attributes.entry(kv.key.clone()).or_default().insert(text);
+        }
+    }
 }
 
-impl ListBuilder {
-    fn push(&mut self, values: BTreeSet<String>) {
-        if self.offsets.is_empty() {
-            self.offsets.push(0);
-        }
-        self.items.extend(values);
-        self.offsets.push(self.items.len() as i32);
+/// Ids of the wrong length (malformed input) read as zeros, as the span table stores them.
+pub fn fixed_id(id: &[u8]) -> [u8; 16] {
+    let mut out = [0u8; 16];
+    if id.len() == 16 {
+        out.copy_from_slice(id);
     }
-
-    fn finish(mut self) -> ArrayRef {
-        if self.offsets.is_empty() {
-            self.offsets.push(0);
-        }
-        let DataType::List(item) = schema::string_list() else {
-            unreachable!("string_list is a list");
-        };
-        let values = Arc::new(StringArray::from(self.items));
-        Arc::new(ListArray::new(
-            item,
-            OffsetBuffer::new(self.offsets.into()),
-            values,
-            None,
-        ))
-    }
+    out
 }

@@ -24,7 +24,7 @@ use super::StoreError;
 use super::convert::{Origin, SpanRow, service_of, sort_rows, spans_to_batch};
 use super::index::BlockMeta;
 use super::layout::{Layout, Partition, new_block_id};
-use super::summary::summary_batch;
+use super::summary_table::summary_batch;
 
 /// How blocks are cut and encoded.
 #[derive(Debug, Clone)]
@@ -56,22 +56,26 @@ impl Default for WriterConfig {
     }
 }
 
+/// Spans buffered together (one batch's spans of one partition). Shared, so the encoder
+/// and readers of uncommitted spans use them without copying.
+pub type Rows = Arc<Vec<SpanRow>>;
+
 /// Spans of one partition waiting to become a block.
 #[derive(Debug)]
 struct Buffer {
-    rows: Vec<SpanRow>,
+    chunks: Vec<Rows>,
     bytes: u64,
     opened: Instant,
     /// The lowest write-ahead-log sequence number whose spans are in this buffer.
     first_seq: u64,
 }
 
-/// A block cut from a buffer, on its way to storage.
-#[derive(Debug)]
+/// A block cut from a buffer, on its way to storage. Cloning shares the spans.
+#[derive(Debug, Clone)]
 pub struct SealedBlock {
     pub id: String,
     pub partition: Partition,
-    rows: Vec<SpanRow>,
+    chunks: Vec<Rows>,
     bytes: u64,
     first_seq: u64,
     /// Blocks this one replaces (set by compaction).
@@ -80,8 +84,21 @@ pub struct SealedBlock {
 
 impl SealedBlock {
     pub fn span_count(&self) -> usize {
-        self.rows.len()
+        self.chunks.iter().map(|c| c.len()).sum()
     }
+
+    /// Every span of the block, in buffering order.
+    fn rows(&self) -> Vec<&SpanRow> {
+        self.chunks.iter().flat_map(|c| c.iter()).collect()
+    }
+}
+
+/// A sealed block not yet committed: its spans stay readable until its index exists.
+#[derive(Debug)]
+struct InFlight {
+    first_seq: u64,
+    tenant: String,
+    chunks: Vec<Rows>,
 }
 
 /// Buffers spans and tracks which write-ahead-log entries are committed.
@@ -89,8 +106,8 @@ impl SealedBlock {
 pub struct BlockWriter {
     config: WriterConfig,
     buffers: HashMap<Partition, Buffer>,
-    /// Sealed blocks not yet committed, by id → first sequence number they hold.
-    in_flight: BTreeMap<String, u64>,
+    /// Sealed blocks not yet committed, by id.
+    in_flight: BTreeMap<String, InFlight>,
     /// The highest sequence number added so far.
     last_seq: u64,
 }
@@ -117,7 +134,7 @@ impl BlockWriter {
         seq: u64,
         now: Instant,
     ) -> Result<(), StoreError> {
-        let mut staged: Vec<(Partition, SpanRow, u64)> = Vec::new();
+        let mut staged: HashMap<Partition, (Vec<SpanRow>, u64)> = HashMap::new();
         for rs in resource_spans {
             let tenant = tenant_of(rs.resource.as_ref()).unwrap_or(DEFAULT_TENANT);
             let resource = rs.resource.clone().unwrap_or_default();
@@ -136,19 +153,21 @@ impl BlockWriter {
                         origin: origin.clone(),
                         span: span.clone(),
                     };
-                    staged.push((partition, row, bytes));
+                    let entry = staged.entry(partition).or_default();
+                    entry.0.push(row);
+                    entry.1 += bytes;
                 }
             }
         }
         self.last_seq = self.last_seq.max(seq);
-        for (partition, row, bytes) in staged {
+        for (partition, (rows, bytes)) in staged {
             let buffer = self.buffers.entry(partition).or_insert_with(|| Buffer {
-                rows: Vec::new(),
+                chunks: Vec::new(),
                 bytes: 0,
                 opened: now,
                 first_seq: seq,
             });
-            buffer.rows.push(row);
+            buffer.chunks.push(Arc::new(rows));
             buffer.bytes += bytes;
         }
         Ok(())
@@ -169,11 +188,16 @@ impl BlockWriter {
         for partition in due {
             if let Some(buffer) = self.buffers.remove(&partition) {
                 let id = new_block_id(now_unix_millis);
-                self.in_flight.insert(id.clone(), buffer.first_seq);
+                let in_flight = InFlight {
+                    first_seq: buffer.first_seq,
+                    tenant: partition.tenant.clone(),
+                    chunks: buffer.chunks.clone(),
+                };
+                self.in_flight.insert(id.clone(), in_flight);
                 sealed.push(SealedBlock {
                     id,
                     partition,
-                    rows: buffer.rows,
+                    chunks: buffer.chunks,
                     bytes: buffer.bytes,
                     first_seq: buffer.first_seq,
                     compacted_from: Vec::new(),
@@ -190,12 +214,12 @@ impl BlockWriter {
             .buffers
             .entry(block.partition)
             .or_insert_with(|| Buffer {
-                rows: Vec::new(),
+                chunks: Vec::new(),
                 bytes: 0,
                 opened: now,
                 first_seq: block.first_seq,
             });
-        buffer.rows.extend(block.rows);
+        buffer.chunks.extend(block.chunks);
         buffer.bytes += block.bytes;
         buffer.first_seq = buffer.first_seq.min(block.first_seq);
     }
@@ -211,7 +235,7 @@ impl BlockWriter {
             .buffers
             .values()
             .map(|b| b.first_seq)
-            .chain(self.in_flight.values().copied())
+            .chain(self.in_flight.values().map(|f| f.first_seq))
             .min();
         match oldest {
             Some(seq) => seq.saturating_sub(1),
@@ -237,6 +261,23 @@ impl BlockWriter {
 
     pub fn is_empty(&self) -> bool {
         self.buffers.is_empty()
+    }
+
+    /// The spans of `tenant` not yet in a committed block: open buffers and sealed blocks
+    /// still encoding or uploading. Cheap (shared handles), so a caller holding a lock on
+    /// the writer can take them and search after releasing it.
+    pub fn live_rows(&self, tenant: &str) -> Vec<Rows> {
+        let buffered = self
+            .buffers
+            .iter()
+            .filter(|(p, _)| p.tenant == tenant)
+            .flat_map(|(_, b)| b.chunks.iter().cloned());
+        let sealed = self
+            .in_flight
+            .values()
+            .filter(|f| f.tenant == tenant)
+            .flat_map(|f| f.chunks.iter().cloned());
+        buffered.chain(sealed).collect()
     }
 }
 
@@ -283,19 +324,16 @@ fn to_parquet(batch: &RecordBatch, props: WriterProperties) -> Result<Vec<u8>, S
 }
 
 /// Sorts, converts and encodes a block (CPU-bound: run it with `spawn_blocking`).
-fn encode(block: &mut SealedBlock, config: &WriterConfig) -> Result<Encoded, StoreError> {
-    sort_rows(&mut block.rows);
-    let spans = to_parquet(&spans_to_batch(&block.rows)?, properties(config)?)?;
-    let summary = summary_batch(
-        &block.partition.tenant,
-        &block.rows,
-        &config.indexed_attributes,
-    )?;
+fn encode(block: &SealedBlock, config: &WriterConfig) -> Result<Encoded, StoreError> {
+    let mut rows = block.rows();
+    sort_rows(&mut rows);
+    let spans = to_parquet(&spans_to_batch(&rows)?, properties(config)?)?;
+    let summary = summary_batch(&block.partition.tenant, &rows, &config.indexed_attributes)?;
     let traces = to_parquet(&summary, properties(config)?)?;
     let mut meta = BlockMeta::describe(
         &block.id,
         &block.partition,
-        &block.rows,
+        &rows,
         config.row_group_spans,
         config.bloom_false_positive_rate,
     );
@@ -341,27 +379,21 @@ pub async fn write_block(
     store: &Arc<dyn ObjectStore>,
     layout: &Layout,
     config: &WriterConfig,
-    mut block: SealedBlock,
+    block: SealedBlock,
 ) -> Result<BlockMeta, Box<(StoreError, SealedBlock)>> {
     let cfg = config.clone();
-    let (block, encoded) = match tokio::task::spawn_blocking(move || {
-        // The block always comes back, even from a bug in encoding, so no span is lost.
-        let encoded =
-            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| encode(&mut block, &cfg)))
-                .unwrap_or_else(|_| Err(StoreError::Task("encoding panicked".into())));
-        (block, encoded)
+    // The encoder gets its own handle on the spans, so the block always comes back, even
+    // from a bug in encoding or a runtime shutting down, and no span is lost.
+    let shared = block.clone();
+    let encoded = tokio::task::spawn_blocking(move || {
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| encode(&shared, &cfg)))
+            .unwrap_or_else(|_| Err(StoreError::Task("encoding panicked".into())))
     })
-    .await
-    {
-        Ok((block, Ok(encoded))) => (block, encoded),
-        Ok((block, Err(e))) => return Err(Box::new((e, block))),
-        // Only a runtime shutting down fails the join (panics are caught above).
-        Err(e) => {
-            return Err(Box::new((
-                StoreError::Task(e.to_string()),
-                empty_like(config),
-            )));
-        }
+    .await;
+    let encoded = match encoded {
+        Ok(Ok(encoded)) => encoded,
+        Ok(Err(e)) => return Err(Box::new((e, block))),
+        Err(e) => return Err(Box::new((StoreError::Task(e.to_string()), block))),
     };
     match put_files(store, layout, &block, encoded).await {
         Ok(meta) => Ok(meta),
@@ -377,20 +409,6 @@ pub async fn write_block(
             }
             Err(Box::new((e, block)))
         }
-    }
-}
-
-fn empty_like(_config: &WriterConfig) -> SealedBlock {
-    SealedBlock {
-        id: String::new(),
-        partition: Partition {
-            tenant: DEFAULT_TENANT.to_string(),
-            hour: 0,
-        },
-        rows: Vec::new(),
-        bytes: 0,
-        first_seq: 0,
-        compacted_from: Vec::new(),
     }
 }
 
