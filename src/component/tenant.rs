@@ -1,5 +1,9 @@
 //! Tenant ids: where a span's tenant is recorded and which ids are acceptable.
 
+use std::collections::BTreeMap;
+
+use http::HeaderMap;
+use http::header::AUTHORIZATION;
 use opentelemetry_proto::tonic::common::v1::any_value;
 use opentelemetry_proto::tonic::resource::v1::Resource;
 
@@ -50,6 +54,38 @@ pub fn tenant_of(resource: Option<&Resource>) -> Option<&str> {
         }
     }
     None
+}
+
+/// The token of an `authorization: Bearer <token>` header.
+pub fn bearer_token(headers: &HeaderMap) -> Option<&[u8]> {
+    let value = headers.get(AUTHORIZATION)?.as_bytes();
+    let scheme = value.get(..7)?;
+    if !scheme.eq_ignore_ascii_case(b"bearer ") {
+        return None;
+    }
+    let token = value[7..].trim_ascii();
+    (!token.is_empty()).then_some(token)
+}
+
+/// Equality whose running time depends only on the lengths, not on where bytes differ.
+pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    let mut diff = u8::from(a.len() != b.len());
+    let len = a.len().max(b.len());
+    for i in 0..len {
+        let x = a.get(i).copied().unwrap_or(0);
+        let y = b.get(i).copied().unwrap_or(0);
+        diff |= x ^ y;
+    }
+    std::hint::black_box(diff) == 0
+}
+
+/// Reads a YAML map of API key -> tenant id.
+pub fn read_keys_file(path: &str) -> Result<BTreeMap<String, String>, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|error| format!("cannot read api_keys_file {path}: {error}"))?;
+    serde_yaml::from_str(&text).map_err(|error| {
+        format!("api_keys_file {path} must be a YAML map of key: tenant ({error})")
+    })
 }
 
 #[cfg(test)]
