@@ -39,6 +39,10 @@ enum Command {
     },
     /// Send realistic synthetic traces and report spans/s sent and acknowledged.
     Loadgen(crate::loadgen::LoadgenArgs),
+    /// Read traces: one as a waterfall, a search as a table, or per-service aggregates.
+    Query(crate::query::cli::QueryArgs),
+    /// Serve the query API (Tempo and Jaeger) read-only over a store another process writes.
+    QueryServer(crate::query::cli::QueryServerArgs),
     /// List every component type with its kind and an example config.
     Components {
         /// Only this kind.
@@ -73,6 +77,14 @@ pub fn main_with(registry: Registry) -> ExitCode {
         Command::Validate { files } => validate(&registry, &files),
         Command::Components { kind } => components(&registry, kind),
         Command::Loadgen(args) => loadgen(args),
+        Command::Query(args) => {
+            init_logging("warn", false);
+            block_on_cli(crate::query::cli::query(args))
+        }
+        Command::QueryServer(args) => {
+            init_logging("info", false);
+            block_on_cli(crate::query::cli::query_server(args))
+        }
     }
 }
 
@@ -126,6 +138,20 @@ fn run(
         }
         Err(err) => {
             tracing::error!("{err}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Runs a CLI command that reports its failure as one message on stderr.
+fn block_on_cli(command: impl std::future::Future<Output = Result<(), String>>) -> ExitCode {
+    let Some(runtime) = async_runtime() else {
+        return ExitCode::FAILURE;
+    };
+    match runtime.block_on(command) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("spanline: {message}");
             ExitCode::FAILURE
         }
     }

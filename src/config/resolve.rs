@@ -277,6 +277,7 @@ fn resolve(raw: RawConfig, registry: &Registry, report: &mut Report) -> Config {
         report.add("service", problem);
     }
     let pipelines = check_pipelines(&raw.service, &defined, report);
+    check_query(&raw.service, &pipelines, report);
     Config {
         receivers,
         processors,
@@ -284,6 +285,16 @@ fn resolve(raw: RawConfig, registry: &Registry, report: &mut Report) -> Config {
         pipelines,
         service: raw.service,
         warnings: Vec::new(),
+    }
+}
+
+/// The query API must know which store it reads.
+fn check_query(service: &ServiceConfig, pipelines: &[PipelineSpec], report: &mut Report) {
+    let running = pipelines
+        .iter()
+        .flat_map(|p| p.exporters.iter().map(String::as_str));
+    if let Err(message) = service.query.store_exporter(running) {
+        report.error("service::query::exporter", message);
     }
 }
 

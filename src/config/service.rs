@@ -19,6 +19,8 @@ pub struct ServiceConfig {
     pub extensions: Vec<String>,
     /// How long SIGTERM/SIGINT may take to drain everything accepted before exiting.
     pub shutdown_timeout: HumanDuration,
+    /// The query API over the trace store.
+    pub query: crate::query::config::QueryConfig,
 }
 
 impl Default for ServiceConfig {
@@ -28,6 +30,7 @@ impl Default for ServiceConfig {
             telemetry: TelemetryConfig::default(),
             extensions: Vec::new(),
             shutdown_timeout: HumanDuration::from_secs(30),
+            query: Default::default(),
         }
     }
 }
@@ -109,6 +112,7 @@ impl ServiceConfig {
                 ),
             );
         }
+        self.query.validate(problems);
         if self.shutdown_timeout.is_zero() {
             problems.error("shutdown_timeout", "must be greater than 0");
         }

@@ -56,6 +56,12 @@ pub const STORE_INDEX_LAG: &str = "spanline_store_index_lag_seconds";
 pub const STORE_RETENTION_DELETED_BLOCKS: &str = "spanline_store_retention_deleted_blocks_total";
 pub const STORE_COMPACTION_RUNS: &str = "spanline_store_compaction_runs_total";
 pub const STORE_COMPACTED_BYTES: &str = "spanline_store_compacted_bytes_total";
+pub const QUERY_DURATION: &str = "spanline_query_duration_seconds";
+pub const QUERY_REQUESTS: &str = "spanline_query_requests_total";
+pub const QUERY_BLOCKS_INSPECTED: &str = "spanline_query_blocks_inspected_total";
+pub const QUERY_BYTES_READ: &str = "spanline_query_bytes_read_total";
+pub const QUERY_BLOOM_FALSE_POSITIVES: &str = "spanline_query_bloom_false_positives_total";
+pub const QUERY_CACHE_HITS: &str = "spanline_query_cache_hits_total";
 pub const BUILD_INFO: &str = "spanline_build_info";
 /// metrics-process publishes `process_*` metrics under this prefix.
 pub const PROCESS_PREFIX: &str = "spanline_";
@@ -281,6 +287,36 @@ pub fn describe_all() {
         STORE_BUFFERED_BYTES,
         Unit::Bytes,
         "OTLP bytes accepted by the trace store and not yet in a committed block."
+    );
+    describe_histogram!(
+        QUERY_DURATION,
+        Unit::Seconds,
+        "Time to answer a query, per endpoint."
+    );
+    describe_counter!(
+        QUERY_REQUESTS,
+        Unit::Count,
+        "Queries answered, per endpoint and HTTP status code."
+    );
+    describe_counter!(
+        QUERY_BLOCKS_INSPECTED,
+        Unit::Count,
+        "Blocks whose files a query opened (after pruning by index, time and bloom filter)."
+    );
+    describe_counter!(
+        QUERY_BYTES_READ,
+        Unit::Bytes,
+        "Bytes queries fetched from object storage."
+    );
+    describe_counter!(
+        QUERY_BLOOM_FALSE_POSITIVES,
+        Unit::Count,
+        "Blocks a bloom filter said may hold a trace that they did not hold."
+    );
+    describe_counter!(
+        QUERY_CACHE_HITS,
+        Unit::Count,
+        "Block indexes and Parquet footers served from the query cache instead of storage."
     );
     describe_gauge!(
         STORE_INDEX_LAG,

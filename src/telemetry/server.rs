@@ -39,6 +39,14 @@ pub fn install_recorder() -> PrometheusHandle {
                         ],
                     )
                 })
+                .and_then(|b| {
+                    b.set_buckets_for_metric(
+                        Matcher::Full(metrics::QUERY_DURATION.to_string()),
+                        &[
+                            0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+                        ],
+                    )
+                })
                 .expect("bucket lists should be non-empty")
                 .install_recorder()
                 .expect("the metrics recorder should be installed only here");
