@@ -5,6 +5,7 @@ mod backpressure;
 mod compliance;
 mod configs;
 mod crash;
+mod query;
 mod quota;
 mod sanitizer;
 mod sdk;
