@@ -153,6 +153,9 @@ pub struct QueryServerArgs {
     /// The tenant read when a query names none.
     #[arg(long, default_value = DEFAULT_TENANT)]
     default_tenant: String,
+    /// host:port of /metrics, /healthz and /readyz; empty disables them.
+    #[arg(long, default_value = "127.0.0.1:8889")]
+    metrics_address: String,
 }
 
 fn key_value(text: &str) -> Result<(String, String), String> {
@@ -408,12 +411,28 @@ pub async fn query_server(args: QueryServerArgs) -> Result<(), String> {
     };
     crate::telemetry::server::install_recorder();
     let stop = tokio_util::sync::CancellationToken::new();
+    let readiness = std::sync::Arc::new(crate::runtime::Readiness::default());
+    let admin = if args.metrics_address.is_empty() {
+        None
+    } else {
+        let (bound, task) =
+            crate::telemetry::server::serve(&args.metrics_address, readiness.clone(), stop.clone())
+                .await
+                .map_err(|e| format!("cannot listen on {}: {e}", args.metrics_address))?;
+        tracing::info!(address = %bound, "admin server listening (/metrics, /healthz, /readyz)");
+        Some(task)
+    };
     let (bound, task) = super::http::serve(&args.address, state, stop.clone())
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", args.address))?;
+    readiness.set(true);
     tracing::info!(address = %bound, store = %args.store, "query API listening (read-only)");
     crate::host::shutdown_signal().await;
+    readiness.set(false);
     stop.cancel();
     let _ = task.await;
+    if let Some(admin) = admin {
+        let _ = admin.await;
+    }
     Ok(())
 }

@@ -308,3 +308,80 @@ async fn the_default_config_answers_curl_and_the_cli() {
     );
     drop(spanline);
 }
+
+/// Kills a child process when the test ends, however it ends.
+struct Child(std::process::Child);
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn query_server_reads_a_store_another_process_wrote() {
+    let dir = tempfile::tempdir().unwrap();
+    let (otlp, admin, query) = (
+        free_port(),
+        format!("127.0.0.1:{}", free_port()),
+        format!("127.0.0.1:{}", free_port()),
+    );
+    let mut writer = Spanline::start(&store_config(otlp, &admin, &query, dir.path()), &admin);
+    let sent = run_app(otlp, 4);
+    // SIGTERM commits every buffered block before exiting.
+    assert!(writer.terminate(Duration::from_secs(30)).success());
+
+    let (api, metrics) = (
+        format!("127.0.0.1:{}", free_port()),
+        format!("127.0.0.1:{}", free_port()),
+    );
+    let store = format!("file://{}", dir.path().join("store").display());
+    let _server = Child(
+        Command::new(env!("CARGO_BIN_EXE_spanline"))
+            .args(["query-server", "--store", &store, "--address", &api])
+            .args(["--metrics-address", &metrics])
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while http_get(&metrics, "/readyz").is_none_or(|(code, _)| code != 200) {
+        assert!(
+            Instant::now() < deadline,
+            "query-server did not become ready"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    for trace in &sent {
+        let path = format!("/api/traces/{}", trace.trace_id);
+        let body = poll_json(&api, &path, |_| true);
+        assert_eq!(
+            tempo_spans(&body).len(),
+            trace.spans.len(),
+            "{}",
+            trace.trace_id
+        );
+    }
+    // user.id is not indexed: the span table of the last hour is scanned.
+    let answer = poll_json(&api, "/api/search?tags=user.id%3Duser-1&limit=100", |_| {
+        true
+    });
+    let mut found: Vec<&str> = answer["traces"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["traceID"].as_str().unwrap())
+        .collect();
+    found.sort_unstable();
+    let mut want: Vec<&str> = sent
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| i % 2 == 0)
+        .map(|(_, t)| t.trace_id.as_str())
+        .collect();
+    want.sort_unstable();
+    assert_eq!(found, want, "user-1 made the odd-numbered requests");
+    let (_, text) = http_get(&metrics, "/metrics").unwrap();
+    assert!(text.contains("spanline_query_requests_total"), "{text}");
+}
