@@ -9,16 +9,15 @@ use opentelemetry_proto::tonic::trace::v1::ResourceSpans;
 use parking_lot::Mutex;
 use tokio::sync::Notify;
 
+use super::trace::{Body, decode_groups};
 use crate::component::Dropped;
 
 /// Spans of one sampled trace (or late spans of one) ready to go downstream. They stay
 /// encoded until the pipeline takes them, so waiting output costs what the budget counts.
 #[derive(Debug)]
 pub struct Output {
-    /// Encoded `ResourceSpans`.
-    pub chunks: Vec<Vec<u8>>,
-    /// Groups already decoded (for policies that read attributes).
-    pub groups: Vec<ResourceSpans>,
+    /// The spans: still encoded, or already decoded for policies that read attributes.
+    pub body: Body,
     /// The policy that sampled the trace.
     pub policy: Arc<str>,
     pub adjusted_count: Option<f64>,
@@ -30,12 +29,10 @@ pub struct Output {
 impl Output {
     /// The spans, decoded and marked with the policy that kept them.
     pub fn into_groups(self) -> Vec<ResourceSpans> {
-        let mut groups = self.groups;
-        for chunk in self.chunks {
-            let group = <ResourceSpans as prost::Message>::decode(chunk.as_slice())
-                .expect("spans the sampler encoded itself should decode");
-            groups.push(group);
-        }
+        let mut groups = match self.body {
+            Body::Encoded(buffer) => decode_groups(&buffer),
+            Body::Decoded(groups) => groups,
+        };
         tag(&mut groups, &self.policy, self.adjusted_count);
         groups
     }

@@ -452,7 +452,7 @@ fn any_attribute(trace: &Trace, key: &str, mut test: impl FnMut(&Value) -> bool)
                     .is_some_and(&mut test)
         })
     };
-    for rs in &trace.groups {
+    for rs in trace.groups() {
         if rs.resource.as_ref().is_some_and(|r| check(&r.attributes)) {
             return true;
         }

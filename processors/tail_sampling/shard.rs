@@ -14,7 +14,7 @@ use super::cache::{Cached, DecisionCache};
 use super::metrics::ShardMetrics;
 use super::outbox::{Output, Shared};
 use super::policy::{PolicySet, Verdict};
-use super::trace::{Piece, Trace, trace_hash};
+use super::trace::{Body, Piece, Trace, trace_hash};
 use crate::component::tenant::tenant_of;
 
 /// Work for a shard.
@@ -167,7 +167,7 @@ impl Shard {
             return;
         }
         let share = self.tenant_share(&piece.group);
-        if !self.make_room(piece.bytes, share.as_deref()) {
+        if !self.make_room(piece.bytes, share) {
             self.count_drop(&self.shared.drops.memory_pressure, piece.spans);
             return;
         }
@@ -178,17 +178,19 @@ impl Shard {
             self.follow(piece, cached);
             return;
         }
-        self.admit(piece, share, now);
+        let shared = share.is_some();
+        self.admit(piece, shared, now);
     }
 
-    fn admit(&mut self, piece: Piece, share: Option<String>, now: Instant) {
+    /// Buffers a piece; a new trace counts against its tenant's share when `shared`.
+    fn admit(&mut self, piece: Piece, shared: bool, now: Instant) {
         let id = piece.trace_id;
         let bytes = piece.bytes;
         let seq = self.next_seq;
         let trace = self.traces.entry(id).or_insert_with(|| {
             let mut trace = Trace::new(id, now, seq);
             trace.scheduled = far_future();
-            trace.share = share;
+            trace.shared = shared;
             trace
         });
         if trace.seq == seq {
@@ -197,8 +199,10 @@ impl Shard {
         }
         trace.add(piece, now);
         // Counted against the share the trace was created under, which `release` frees.
-        if let Some(tenant) = &trace.share {
-            *self.tenant_bytes.entry(tenant.clone()).or_default() += bytes;
+        if trace.shared
+            && let Some(tenant) = trace.tenant()
+        {
+            add_bytes(&mut self.tenant_bytes, tenant, bytes);
         }
         self.bytes += bytes;
         self.outbox().note_accounted(self.accounted());
@@ -218,7 +222,8 @@ impl Shard {
         }
     }
 
-    fn tenant_share(&self, group: &ResourceSpans) -> Option<String> {
+    /// The tenant whose memory share a new trace starting with `group` counts against.
+    fn tenant_share<'g>(&self, group: &'g ResourceSpans) -> Option<&'g str> {
         if self.settings.tenant_limits.is_empty() {
             return None;
         }
@@ -226,7 +231,7 @@ impl Shard {
         self.settings
             .tenant_limits
             .contains_key(tenant)
-            .then(|| tenant.to_string())
+            .then_some(tenant)
     }
 
     /// The earliest of the three deadlines of a buffered trace, and which one it is.
@@ -307,7 +312,7 @@ impl Shard {
             .unwrap_or(usize::MAX);
         let now = Instant::now();
         while self.tenant_bytes.get(tenant).copied().unwrap_or(0) + need > limit {
-            let Some(id) = self.oldest(|t| t.share.as_deref() == Some(tenant)) else {
+            let Some(id) = self.oldest(|t| t.shared && t.tenant() == Some(tenant)) else {
                 break;
             };
             self.decide(id, now, Why::TenantShare);
@@ -353,11 +358,9 @@ impl Shard {
                 let policy = outcome.policy.unwrap_or(0);
                 self.cache.remember(fp, Cached::Sampled(policy as u16));
                 let name = self.policy_names[policy].clone();
-                let (spans, bytes, has_error) = (trace.spans, trace.bytes, trace.has_error);
-                let (chunks, groups) = trace.into_parts();
+                let (spans, bytes, has_error) = (trace.spans, trace.bytes, trace.has_error());
                 self.send(Output {
-                    chunks,
-                    groups,
+                    body: trace.into_body(),
                     policy: name,
                     adjusted_count: outcome.adjusted_count,
                     spans,
@@ -378,7 +381,8 @@ impl Shard {
 
     fn release(&mut self, trace: &Trace) {
         self.bytes -= trace.bytes;
-        if let Some(tenant) = &trace.share
+        if trace.shared
+            && let Some(tenant) = trace.tenant()
             && let Some(bytes) = self.tenant_bytes.get_mut(tenant)
         {
             *bytes = bytes.saturating_sub(trace.bytes);
@@ -396,8 +400,7 @@ impl Shard {
                 let has_error = piece.has_error();
                 let policy = self.policy_names.get(usize::from(policy)).cloned();
                 self.send(Output {
-                    chunks: vec![prost::Message::encode_to_vec(&piece.group)],
-                    groups: Vec::new(),
+                    body: Body::Encoded(piece.encode()),
                     policy: policy.unwrap_or_else(|| Arc::from("")),
                     adjusted_count: None,
                     spans: piece.spans,
@@ -438,6 +441,16 @@ impl Shard {
             }
         }
         self.timers.clear();
+    }
+}
+
+/// Adds to a tenant's bytes without allocating the key when the tenant is known.
+fn add_bytes(tenant_bytes: &mut HashMap<String, usize>, tenant: &str, bytes: usize) {
+    match tenant_bytes.get_mut(tenant) {
+        Some(total) => *total += bytes,
+        None => {
+            tenant_bytes.insert(tenant.to_string(), bytes);
+        }
     }
 }
 
