@@ -145,7 +145,8 @@ impl Shard {
         self.bytes + self.outbox().bytes()
     }
 
-    fn publish(&self) {
+    fn publish(&mut self) {
+        self.metrics.flush();
         self.metrics.traces.set(self.traces.len() as f64);
         self.metrics.bytes.set(self.bytes as f64);
         if self
@@ -159,19 +160,24 @@ impl Shard {
 
     pub fn ingest(&mut self, piece: Piece, now: Instant) {
         let id = piece.trace_id;
-        if !self.traces.contains_key(&id)
-            && let Some(cached) = self.cache.lookup(fingerprint(id))
-        {
-            self.metrics.late(cached, piece.spans);
-            self.follow(piece, cached);
-            return;
+        let buffered = self.traces.contains_key(&id);
+        if !buffered {
+            let found = self.cache.lookup(fingerprint(id));
+            self.metrics.cache_lookup(found);
+            if let Some(cached) = found {
+                self.metrics.late(cached, piece.spans);
+                self.follow(piece, cached);
+                return;
+            }
         }
         let share = self.tenant_share(&piece.group);
         if !self.make_room(piece.bytes, share) {
             self.count_drop(&self.shared.drops.memory_pressure, piece.spans);
             return;
         }
-        if !self.traces.contains_key(&id)
+        // Only a buffered trace can have been decided by `make_room`.
+        if buffered
+            && !self.traces.contains_key(&id)
             && let Some(cached) = self.cache.lookup(fingerprint(id))
         {
             // Decided early just now to make room: the piece follows that decision.
@@ -350,7 +356,10 @@ impl Shard {
         if self.policies.needs_spans() {
             trace.decode();
         }
+        // The real clock, not tokio's (which tests pause): this measures work, not waiting.
+        let started = std::time::Instant::now();
         let outcome = self.policies.decide(&trace, now);
+        self.metrics.evaluated(started.elapsed());
         self.metrics.decision(outcome.verdict, outcome.policy);
         let fp = fingerprint(id);
         match outcome.verdict {

@@ -489,6 +489,51 @@ async fn late_spans_follow_the_cached_decision() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn decision_cache_lookups_and_policy_evaluations_are_counted() {
+    let mut h = Harness::new(&format!("num_shards: 2\n{ERRORS}"));
+    h.send(vec![error(span(1, 1, 0, 0, 10)), span(2, 1, 0, 0, 10)])
+        .await;
+    // A second piece of a buffered trace does not look in the caches.
+    h.send(vec![span(1, 2, 1, 0, 5)]).await;
+    h.wait(Duration::from_secs(3)).await;
+    h.send(vec![
+        span(1, 5, 1, 0, 1),
+        span(2, 5, 1, 0, 1),
+        span(3, 1, 0, 0, 1),
+    ])
+    .await;
+    h.flush(FlushReason::Wakeup).await;
+    let text = h.metrics.render();
+    let lookups = |cache: &str, result: &str| {
+        format!(
+            "spanline_tail_sampling_decision_cache_lookups_total{{processor=\"tail_sampling\",pipeline=\"traces\",cache=\"{cache}\",result=\"{result}\"}}"
+        )
+    };
+    // New traces 1, 2 and 3 miss both caches; late trace 1 hits the sampled cache and late
+    // trace 2 misses it, then hits the not-sampled cache.
+    assert!(
+        text.contains(&format!("{} 1\n", lookups("sampled", "hit"))),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!("{} 4\n", lookups("sampled", "miss"))),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!("{} 1\n", lookups("not_sampled", "hit"))),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!("{} 3\n", lookups("not_sampled", "miss"))),
+        "{text}"
+    );
+    let evaluations = "spanline_tail_sampling_policy_evaluation_seconds_count{processor=\"tail_sampling\",pipeline=\"traces\"} 2\n";
+    assert!(text.contains(evaluations), "{text}");
+    h.flush(FlushReason::Shutdown).await;
+    h.assert_accounted();
+}
+
+#[tokio::test(start_paused = true)]
 async fn shutdown_decides_every_buffered_trace() {
     let mut h = Harness::new(&format!("num_shards: 3\n{KEEP_ALL}"));
     h.send((1..=30).map(|t| span(t, 2, 1, 0, 1)).collect())

@@ -39,6 +39,26 @@ pub fn install_recorder() -> PrometheusHandle {
                         ],
                     )
                 })
+                .and_then(|b| {
+                    b.set_buckets_for_metric(
+                        Matcher::Full(metrics::TAIL_SAMPLING_POLICY_EVALUATION.to_string()),
+                        &[
+                            0.000_001,
+                            0.000_002_5,
+                            0.000_005,
+                            0.000_01,
+                            0.000_025,
+                            0.000_05,
+                            0.000_1,
+                            0.000_25,
+                            0.000_5,
+                            0.001,
+                            0.002_5,
+                            0.005,
+                            0.01,
+                        ],
+                    )
+                })
                 .expect("bucket lists should be non-empty")
                 .install_recorder()
                 .expect("the metrics recorder should be installed only here");
