@@ -14,6 +14,7 @@ mod shard;
 #[cfg(test)]
 mod tests;
 mod trace;
+mod tracestate;
 mod validate;
 
 pub use config::{PolicyConfig, TailSamplingConfig};

@@ -9,7 +9,8 @@ use opentelemetry_proto::tonic::trace::v1::ResourceSpans;
 use parking_lot::Mutex;
 use tokio::sync::Notify;
 
-use super::trace::{Body, decode_groups};
+use super::trace::{Body, decode_groups, trace_id_of};
+use super::tracestate::{self, trace_id_randomness};
 use crate::component::Dropped;
 
 /// Spans of one sampled trace (or late spans of one) ready to go downstream. They stay
@@ -21,6 +22,8 @@ pub struct Output {
     /// The policy that sampled the trace.
     pub policy: Arc<str>,
     pub adjusted_count: Option<f64>,
+    /// For a consistent probabilistic decision: the rejection threshold, for `ot=th:`.
+    pub threshold: Option<u64>,
     pub spans: usize,
     pub bytes: usize,
     pub has_error: bool,
@@ -34,6 +37,9 @@ impl Output {
             Body::Decoded(groups) => groups,
         };
         tag(&mut groups, &self.policy, self.adjusted_count);
+        if let Some(threshold) = self.threshold {
+            record_threshold(&mut groups, threshold);
+        }
         groups
     }
 }
@@ -54,6 +60,20 @@ fn tag(groups: &mut [ResourceSpans], policy: &str, adjusted_count: Option<f64>) 
                         Value::DoubleValue(count),
                     ));
                 }
+            }
+        }
+    }
+}
+
+/// Writes the rejection threshold of a consistent probabilistic decision into each span's
+/// tracestate (`ot=th:`), so downstream samplers and backends can weigh the span.
+fn record_threshold(groups: &mut [ResourceSpans], threshold: u64) {
+    for rs in groups {
+        for ss in &mut rs.scope_spans {
+            for span in &mut ss.spans {
+                let randomness = trace_id_randomness(trace_id_of(span));
+                span.trace_state =
+                    tracestate::record_threshold(&span.trace_state, threshold, randomness);
             }
         }
     }

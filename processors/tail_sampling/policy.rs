@@ -10,6 +10,7 @@ use tokio::time::Instant;
 use super::bucket::Bucket;
 use super::config::PolicyConfig;
 use super::trace::{Trace, trace_hash};
+use super::tracestate::{threshold_for, trace_id_randomness};
 
 /// What one policy, or the whole set, says about a trace.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -27,6 +28,30 @@ pub struct Outcome {
     pub policy: Option<usize>,
     /// For a probabilistic decision: how many traces this one stands for.
     pub adjusted_count: Option<f64>,
+    /// For a consistent probabilistic decision: its rejection threshold, for `ot=th:`.
+    pub threshold: Option<u64>,
+}
+
+/// How a probabilistic policy draws a trace.
+#[derive(Debug, Clone)]
+enum Draw {
+    /// OpenTelemetry consistent probability sampling: kept when the trace id's randomness
+    /// (its low 56 bits) is at least the rejection threshold. Any instance, SDK or collector
+    /// sampling this way with a lower probability keeps a subset of these traces.
+    Consistent { threshold: u64 },
+    /// Kept when a salted hash of the trace id falls below `bound`. Consistent across
+    /// instances with the same salt, but the hash is not the specification's randomness
+    /// value, so these decisions carry no threshold.
+    Salted { salt: Vec<u8>, bound: u64 },
+}
+
+impl Draw {
+    fn keeps(&self, trace_id: u128) -> bool {
+        match self {
+            Draw::Consistent { threshold } => trace_id_randomness(trace_id) >= *threshold,
+            Draw::Salted { salt, bound } => trace_hash(trace_id, salt) < *bound,
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -53,8 +78,7 @@ enum Rule {
         value: bool,
     },
     Probabilistic {
-        threshold: u64,
-        salt: Vec<u8>,
+        draw: Draw,
         adjusted: f64,
     },
     Spans(Bucket),
@@ -113,6 +137,7 @@ impl PolicySet {
             verdict: Verdict::NotSampled,
             policy: None,
             adjusted_count: None,
+            threshold: None,
         };
         for (i, rule) in self.rules.iter_mut().enumerate() {
             let verdict = rule.eval(trace, now);
@@ -123,19 +148,26 @@ impl PolicySet {
                         verdict: Verdict::Dropped,
                         policy: Some(i),
                         adjusted_count: None,
+                        threshold: None,
                     };
                 }
                 (Verdict::Sampled, Verdict::NotSampled) => {
                     outcome.verdict = Verdict::Sampled;
                     outcome.policy = Some(i);
-                    if let Rule::Probabilistic { adjusted, .. } = rule {
-                        outcome.adjusted_count = Some(*adjusted);
-                    }
+                    (outcome.adjusted_count, outcome.threshold) = rule.probability();
                 }
                 _ => {}
             }
         }
         outcome
+    }
+
+    /// The adjusted count and threshold that spans of a trace sampled by policy `policy`
+    /// carry (late spans included): both `None` unless that policy is probabilistic.
+    pub fn probability(&self, policy: usize) -> (Option<f64>, Option<u64>) {
+        self.rules
+            .get(policy)
+            .map_or((None, None), Rule::probability)
     }
 }
 
@@ -186,9 +218,18 @@ fn compile(config: &PolicyConfig, shards: f64) -> Result<Rule, String> {
         "probabilistic" => {
             let c = config.probabilistic.as_ref().ok_or_else(missing)?;
             let share = (c.sampling_percentage / 100.0).clamp(0.0, 1.0);
+            let draw = if c.hash_salt.is_empty() {
+                Draw::Consistent {
+                    threshold: threshold_for(share),
+                }
+            } else {
+                Draw::Salted {
+                    salt: c.hash_salt.as_bytes().to_vec(),
+                    bound: (share * u64::MAX as f64) as u64,
+                }
+            };
             Rule::Probabilistic {
-                threshold: (share * u64::MAX as f64) as u64,
-                salt: c.hash_salt.as_bytes().to_vec(),
+                draw,
                 adjusted: if share > 0.0 { 1.0 / share } else { 0.0 },
             }
         }
@@ -324,6 +365,21 @@ fn sampled(yes: bool) -> Verdict {
 }
 
 impl Rule {
+    /// For a probabilistic rule: the adjusted count of what it keeps and, when its draw is
+    /// consistent, the rejection threshold.
+    fn probability(&self) -> (Option<f64>, Option<u64>) {
+        match self {
+            Rule::Probabilistic { draw, adjusted } => {
+                let threshold = match draw {
+                    Draw::Consistent { threshold } => Some(*threshold),
+                    Draw::Salted { .. } => None,
+                };
+                (Some(*adjusted), threshold)
+            }
+            _ => (None, None),
+        }
+    }
+
     fn needs_spans(&self) -> bool {
         match self {
             Rule::Str { .. }
@@ -374,9 +430,7 @@ impl Rule {
                 key,
                 |v| matches!(v, Value::BoolValue(b) if b == value),
             )),
-            Rule::Probabilistic {
-                threshold, salt, ..
-            } => sampled(trace_hash(trace.trace_id, salt) < *threshold),
+            Rule::Probabilistic { draw, .. } => sampled(draw.keeps(trace.trace_id)),
             Rule::Spans(bucket) => sampled(bucket.take(trace.spans as f64, now)),
             Rule::Bytes(bucket) => sampled(bucket.take(trace.bytes as f64, now)),
             Rule::SpanCount { min, max } => {

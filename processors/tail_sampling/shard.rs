@@ -372,6 +372,7 @@ impl Shard {
                     body: trace.into_body(),
                     policy: name,
                     adjusted_count: outcome.adjusted_count,
+                    threshold: outcome.threshold,
                     spans,
                     bytes,
                     has_error,
@@ -407,11 +408,13 @@ impl Shard {
                     return;
                 }
                 let has_error = piece.has_error();
+                let (adjusted_count, threshold) = self.policies.probability(usize::from(policy));
                 let policy = self.policy_names.get(usize::from(policy)).cloned();
                 self.send(Output {
                     body: Body::Encoded(piece.encode()),
                     policy: policy.unwrap_or_else(|| Arc::from("")),
-                    adjusted_count: None,
+                    adjusted_count,
+                    threshold,
                     spans: piece.spans,
                     bytes: piece.bytes,
                     has_error,
