@@ -3,6 +3,7 @@
 
 mod bucket;
 mod cache;
+mod compile;
 mod config;
 #[cfg(test)]
 mod host_tests;
