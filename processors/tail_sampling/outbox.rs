@@ -9,7 +9,7 @@ use opentelemetry_proto::tonic::trace::v1::ResourceSpans;
 use parking_lot::Mutex;
 use tokio::sync::Notify;
 
-use super::trace::{Body, decode_groups, trace_id_of};
+use super::trace::{decode_groups, trace_id_of};
 use super::tracestate::{self, trace_id_randomness};
 use crate::component::Dropped;
 
@@ -17,8 +17,9 @@ use crate::component::Dropped;
 /// encoded until the pipeline takes them, so waiting output costs what the budget counts.
 #[derive(Debug)]
 pub struct Output {
-    /// The spans: still encoded, or already decoded for policies that read attributes.
-    pub body: Body,
+    /// The spans, encoded (a `TracesData`): decoded spans take several times the bytes the
+    /// budget counts for them.
+    pub encoded: Vec<u8>,
     /// The policy that sampled the trace.
     pub policy: Arc<str>,
     pub adjusted_count: Option<f64>,
@@ -32,10 +33,7 @@ pub struct Output {
 impl Output {
     /// The spans, decoded and marked with the policy that kept them.
     pub fn into_groups(self) -> Vec<ResourceSpans> {
-        let mut groups = match self.body {
-            Body::Encoded(buffer) => decode_groups(&buffer),
-            Body::Decoded(groups) => groups,
-        };
+        let mut groups = decode_groups(&self.encoded);
         tag(&mut groups, &self.policy, self.adjusted_count);
         if let Some(threshold) = self.threshold {
             record_threshold(&mut groups, threshold);

@@ -14,7 +14,7 @@ use super::cache::{Cached, DecisionCache};
 use super::metrics::ShardMetrics;
 use super::outbox::{Output, Shared};
 use super::policy::{PolicySet, Verdict};
-use super::trace::{Body, Piece, Trace, trace_hash};
+use super::trace::{Piece, Trace, trace_hash};
 use crate::component::tenant::tenant_of;
 
 /// Work for a shard.
@@ -353,9 +353,12 @@ impl Shard {
         self.release(&trace);
         self.metrics
             .decided(why, now.saturating_duration_since(trace.first_at));
-        if self.policies.needs_spans() {
-            trace.decode();
-        }
+        // Sampled spans wait for the pipeline encoded, as the budget counts them.
+        let encoded = if self.policies.needs_spans() {
+            trace.decode()
+        } else {
+            None
+        };
         // The real clock, not tokio's (which tests pause): this measures work, not waiting.
         let started = std::time::Instant::now();
         let outcome = self.policies.decide(&trace, now);
@@ -369,7 +372,7 @@ impl Shard {
                 let name = self.policy_names[policy].clone();
                 let (spans, bytes, has_error) = (trace.spans, trace.bytes, trace.has_error());
                 self.send(Output {
-                    body: trace.into_body(),
+                    encoded: encoded.unwrap_or_else(|| trace.into_encoded()),
                     policy: name,
                     adjusted_count: outcome.adjusted_count,
                     threshold: outcome.threshold,
@@ -411,7 +414,7 @@ impl Shard {
                 let (adjusted_count, threshold) = self.policies.probability(usize::from(policy));
                 let policy = self.policy_names.get(usize::from(policy)).cloned();
                 self.send(Output {
-                    body: Body::Encoded(piece.encode()),
+                    encoded: piece.encode(),
                     policy: policy.unwrap_or_else(|| Arc::from("")),
                     adjusted_count,
                     threshold,

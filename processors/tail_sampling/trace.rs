@@ -67,7 +67,7 @@ fn is_error(span: &Span) -> bool {
 
 /// A trace's spans: encoded while buffered, decoded once a decision needs them.
 #[derive(Debug)]
-pub enum Body {
+enum Body {
     /// Concatenated pieces, a `TracesData` encoding (see `Piece::encode_into`).
     Encoded(Vec<u8>),
     Decoded(Vec<ResourceSpans>),
@@ -144,16 +144,25 @@ impl Trace {
         }
     }
 
-    /// Decodes the held spans (once).
-    pub fn decode(&mut self) {
-        if let Body::Encoded(buffer) = &self.body {
-            self.body = Body::Decoded(decode_groups(buffer));
-        }
+    /// Decodes the held spans (once) and hands back their encoding, which stays the cheaper
+    /// way to hold them once decided.
+    pub fn decode(&mut self) -> Option<Vec<u8>> {
+        let Body::Encoded(buffer) = &mut self.body else {
+            return None;
+        };
+        let buffer = std::mem::take(buffer);
+        self.body = Body::Decoded(decode_groups(&buffer));
+        Some(buffer)
     }
 
-    /// The held spans, encoded or decoded.
-    pub fn into_body(self) -> Body {
-        self.body
+    /// The held spans, encoded (again, if `decode` ran and its encoding was not kept).
+    pub fn into_encoded(self) -> Vec<u8> {
+        match self.body {
+            Body::Encoded(buffer) => buffer,
+            Body::Decoded(resource_spans) => {
+                prost::Message::encode_to_vec(&TracesData { resource_spans })
+            }
+        }
     }
 
     /// The decoded groups (empty before `decode`).
@@ -271,9 +280,17 @@ mod tests {
             trace.bytes,
             "the budget counts every held byte"
         );
-        trace.decode();
+        let encoded = trace
+            .decode()
+            .expect("the first decode hands back the encoding");
+        assert_eq!(encoded.len(), trace.bytes);
+        assert_eq!(trace.decode(), None);
         let names: Vec<&str> = trace.spans().map(|(_, s)| s.name.as_str()).collect();
         assert_eq!(names, ["a", "bb", "ccc"]);
         assert_eq!(trace.spans, 3);
+        assert_eq!(
+            decode_groups(&trace.into_encoded()),
+            decode_groups(&encoded)
+        );
     }
 }
