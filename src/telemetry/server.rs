@@ -43,19 +43,8 @@ pub fn install_recorder() -> PrometheusHandle {
                     b.set_buckets_for_metric(
                         Matcher::Full(metrics::TAIL_SAMPLING_POLICY_EVALUATION.to_string()),
                         &[
-                            0.000_001,
-                            0.000_002_5,
-                            0.000_005,
-                            0.000_01,
-                            0.000_025,
-                            0.000_05,
-                            0.000_1,
-                            0.000_25,
-                            0.000_5,
-                            0.001,
-                            0.002_5,
-                            0.005,
-                            0.01,
+                            1e-6, 2.5e-6, 5e-6, 1e-5, 2.5e-5, 5e-5, 1e-4, 2.5e-4, 5e-4, 1e-3,
+                            2.5e-3, 5e-3, 1e-2,
                         ],
                     )
                 })
