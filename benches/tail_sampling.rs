@@ -63,8 +63,11 @@ fn realistic_batch() -> TraceBatch {
     for _ in 0..SPANS_PER_BATCH / SPANS_PER_TRACE {
         let trace = NEXT_TRACE.fetch_add(1, Ordering::Relaxed);
         for i in 0..SPANS_PER_TRACE as u64 {
+            // The low 56 bits are the randomness probabilistic sampling reads: spread them
+            // like a random id's (an odd multiplier keeps ids distinct).
             let mut trace_id = vec![7u8; 16];
-            trace_id[8..].copy_from_slice(&trace.to_be_bytes());
+            let spread = trace.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+            trace_id[8..].copy_from_slice(&spread.to_be_bytes());
             spans.push(Span {
                 trace_id,
                 span_id: (i + 1).to_be_bytes().to_vec(),

@@ -174,7 +174,9 @@ pub struct BooleanAttributeConfig {
 pub struct ProbabilisticConfig {
     /// Percent (0–100) of traces sampled.
     pub sampling_percentage: f64,
-    /// Mixed into the trace-id hash; instances that must agree use the same salt.
+    /// Empty (the default): decide on the trace id's randomness (its low 56 bits) as
+    /// OpenTelemetry's consistent probability sampling does, and record `ot=th:` on kept
+    /// spans. Otherwise mixed into a trace-id hash; instances that must agree use the same salt.
     pub hash_salt: String,
 }
 

@@ -1,4 +1,5 @@
-//! The tail sampler's own metric handles, resolved once so shard tasks only increment.
+//! The tail sampler's own metric handles, resolved once so shard tasks only increment, and
+//! the counts a shard gathers locally between flushes.
 
 use std::time::Duration;
 
@@ -8,9 +9,25 @@ use super::cache::Cached;
 use super::policy::Verdict;
 use super::shard::Why;
 use crate::component::names::{
-    TAIL_SAMPLING_BYTES_IN_MEMORY, TAIL_SAMPLING_DECISION_LATENCY, TAIL_SAMPLING_DECISIONS,
-    TAIL_SAMPLING_EARLY_DECISIONS, TAIL_SAMPLING_LATE_SPANS, TAIL_SAMPLING_TRACES_IN_MEMORY,
+    TAIL_SAMPLING_BYTES_IN_MEMORY, TAIL_SAMPLING_DECISION_CACHE_LOOKUPS,
+    TAIL_SAMPLING_DECISION_LATENCY, TAIL_SAMPLING_DECISIONS, TAIL_SAMPLING_EARLY_DECISIONS,
+    TAIL_SAMPLING_LATE_SPANS, TAIL_SAMPLING_POLICY_EVALUATION, TAIL_SAMPLING_TRACES_IN_MEMORY,
 };
+
+/// Evaluation times held before a flush, so a burst of decisions cannot grow the list.
+const MAX_PENDING_EVALUATIONS: usize = 1024;
+
+/// Indexes of the decision cache lookup counters: (cache, result).
+const SAMPLED_HIT: usize = 0;
+const SAMPLED_MISS: usize = 1;
+const NOT_SAMPLED_HIT: usize = 2;
+const NOT_SAMPLED_MISS: usize = 3;
+const LOOKUP_LABELS: [(&str, &str); 4] = [
+    ("sampled", "hit"),
+    ("sampled", "miss"),
+    ("not_sampled", "hit"),
+    ("not_sampled", "miss"),
+];
 
 /// One shard's handles.
 #[derive(Clone)]
@@ -27,6 +44,11 @@ pub struct ShardMetrics {
     early_trace_bytes: Counter,
     early_tenant: Counter,
     early_shutdown: Counter,
+    lookups: [Counter; 4],
+    evaluation: Histogram,
+    /// Counts and times gathered since the last `flush`, by the shard task alone.
+    pending_lookups: [u64; 4],
+    pending_evaluations: Vec<f64>,
 }
 
 impl ShardMetrics {
@@ -59,6 +81,11 @@ impl ShardMetrics {
                 &with("decision", decision.to_string())
             )
         };
+        let lookup = |(cache, result): (&str, &str)| {
+            let mut labels = with("cache", cache.to_string());
+            labels.push(("result", result.to_string()));
+            counter!(TAIL_SAMPLING_DECISION_CACHE_LOOKUPS, &labels)
+        };
         Self {
             traces: gauge!(
                 TAIL_SAMPLING_TRACES_IN_MEMORY,
@@ -78,6 +105,10 @@ impl ShardMetrics {
             early_trace_bytes: early("max_trace_bytes"),
             early_tenant: early("tenant_share"),
             early_shutdown: early("shutdown"),
+            lookups: LOOKUP_LABELS.map(lookup),
+            evaluation: histogram!(TAIL_SAMPLING_POLICY_EVALUATION, &base),
+            pending_lookups: [0; 4],
+            pending_evaluations: Vec::new(),
         }
     }
 
@@ -110,6 +141,42 @@ impl ShardMetrics {
         match cached {
             Cached::Sampled(_) => self.late_sampled.increment(spans as u64),
             Cached::NotSampled => self.late_not_sampled.increment(spans as u64),
+        }
+    }
+
+    /// Counts one lookup in the decision caches, which are searched sampled first.
+    pub fn cache_lookup(&mut self, found: Option<Cached>) {
+        let counts = &mut self.pending_lookups;
+        match found {
+            Some(Cached::Sampled(_)) => counts[SAMPLED_HIT] += 1,
+            Some(Cached::NotSampled) => {
+                counts[SAMPLED_MISS] += 1;
+                counts[NOT_SAMPLED_HIT] += 1;
+            }
+            None => {
+                counts[SAMPLED_MISS] += 1;
+                counts[NOT_SAMPLED_MISS] += 1;
+            }
+        }
+    }
+
+    /// Notes how long the policy set took for one decision.
+    pub fn evaluated(&mut self, took: Duration) {
+        self.pending_evaluations.push(took.as_secs_f64());
+        if self.pending_evaluations.len() >= MAX_PENDING_EVALUATIONS {
+            self.flush();
+        }
+    }
+
+    /// Hands the locally gathered counts and times to the recorder.
+    pub fn flush(&mut self) {
+        for (counter, count) in self.lookups.iter().zip(&mut self.pending_lookups) {
+            if *count > 0 {
+                counter.increment(std::mem::take(count));
+            }
+        }
+        for seconds in self.pending_evaluations.drain(..) {
+            self.evaluation.record(seconds);
         }
     }
 }

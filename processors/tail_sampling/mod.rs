@@ -3,6 +3,7 @@
 
 mod bucket;
 mod cache;
+mod compile;
 mod config;
 #[cfg(test)]
 mod host_tests;
@@ -14,6 +15,7 @@ mod shard;
 #[cfg(test)]
 mod tests;
 mod trace;
+mod tracestate;
 mod validate;
 
 pub use config::{PolicyConfig, TailSamplingConfig};

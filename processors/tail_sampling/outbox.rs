@@ -9,19 +9,22 @@ use opentelemetry_proto::tonic::trace::v1::ResourceSpans;
 use parking_lot::Mutex;
 use tokio::sync::Notify;
 
+use super::trace::{decode_groups, trace_id_of};
+use super::tracestate::{self, trace_id_randomness};
 use crate::component::Dropped;
 
 /// Spans of one sampled trace (or late spans of one) ready to go downstream. They stay
 /// encoded until the pipeline takes them, so waiting output costs what the budget counts.
 #[derive(Debug)]
 pub struct Output {
-    /// Encoded `ResourceSpans`.
-    pub chunks: Vec<Vec<u8>>,
-    /// Groups already decoded (for policies that read attributes).
-    pub groups: Vec<ResourceSpans>,
+    /// The spans, encoded (a `TracesData`): decoded spans take several times the bytes the
+    /// budget counts for them.
+    pub encoded: Vec<u8>,
     /// The policy that sampled the trace.
     pub policy: Arc<str>,
     pub adjusted_count: Option<f64>,
+    /// For a consistent probabilistic decision: the rejection threshold, for `ot=th:`.
+    pub threshold: Option<u64>,
     pub spans: usize,
     pub bytes: usize,
     pub has_error: bool,
@@ -30,13 +33,11 @@ pub struct Output {
 impl Output {
     /// The spans, decoded and marked with the policy that kept them.
     pub fn into_groups(self) -> Vec<ResourceSpans> {
-        let mut groups = self.groups;
-        for chunk in self.chunks {
-            let group = <ResourceSpans as prost::Message>::decode(chunk.as_slice())
-                .expect("spans the sampler encoded itself should decode");
-            groups.push(group);
-        }
+        let mut groups = decode_groups(&self.encoded);
         tag(&mut groups, &self.policy, self.adjusted_count);
+        if let Some(threshold) = self.threshold {
+            record_threshold(&mut groups, threshold);
+        }
         groups
     }
 }
@@ -57,6 +58,20 @@ fn tag(groups: &mut [ResourceSpans], policy: &str, adjusted_count: Option<f64>) 
                         Value::DoubleValue(count),
                     ));
                 }
+            }
+        }
+    }
+}
+
+/// Writes the rejection threshold of a consistent probabilistic decision into each span's
+/// tracestate (`ot=th:`), so downstream samplers and backends can weigh the span.
+fn record_threshold(groups: &mut [ResourceSpans], threshold: u64) {
+    for rs in groups {
+        for ss in &mut rs.scope_spans {
+            for span in &mut ss.spans {
+                let randomness = trace_id_randomness(trace_id_of(span));
+                span.trace_state =
+                    tracestate::record_threshold(&span.trace_state, threshold, randomness);
             }
         }
     }

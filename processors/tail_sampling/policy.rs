@@ -3,13 +3,14 @@
 use std::collections::HashSet;
 
 use opentelemetry_proto::tonic::common::v1::{KeyValue, any_value::Value};
-use opentelemetry_proto::tonic::trace::v1::status::StatusCode;
 use regex::Regex;
 use tokio::time::Instant;
 
 use super::bucket::Bucket;
+use super::compile::compile;
 use super::config::PolicyConfig;
 use super::trace::{Trace, trace_hash};
+use super::tracestate::trace_id_randomness;
 
 /// What one policy, or the whole set, says about a trace.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -27,10 +28,35 @@ pub struct Outcome {
     pub policy: Option<usize>,
     /// For a probabilistic decision: how many traces this one stands for.
     pub adjusted_count: Option<f64>,
+    /// For a consistent probabilistic decision: its rejection threshold, for `ot=th:`.
+    pub threshold: Option<u64>,
 }
 
+/// How a probabilistic policy draws a trace.
 #[derive(Debug, Clone)]
-enum Rule {
+pub(super) enum Draw {
+    /// OpenTelemetry consistent probability sampling: kept when the trace id's randomness
+    /// (its low 56 bits) is at least the rejection threshold. Any instance, SDK or collector
+    /// sampling this way with a lower probability keeps a subset of these traces.
+    Consistent { threshold: u64 },
+    /// Kept when a salted hash of the trace id falls below `bound`. Consistent across
+    /// instances with the same salt, but the hash is not the specification's randomness
+    /// value, so these decisions carry no threshold.
+    Salted { salt: Vec<u8>, bound: u64 },
+}
+
+impl Draw {
+    fn keeps(&self, trace_id: u128) -> bool {
+        match self {
+            Draw::Consistent { threshold } => trace_id_randomness(trace_id) >= *threshold,
+            Draw::Salted { salt, bound } => trace_hash(trace_id, salt) < *bound,
+        }
+    }
+}
+
+/// One compiled policy.
+#[derive(Debug, Clone)]
+pub(super) enum Rule {
     Always,
     Status(Vec<i32>),
     Latency {
@@ -53,8 +79,7 @@ enum Rule {
         value: bool,
     },
     Probabilistic {
-        threshold: u64,
-        salt: Vec<u8>,
+        draw: Draw,
         adjusted: f64,
     },
     Spans(Bucket),
@@ -113,6 +138,7 @@ impl PolicySet {
             verdict: Verdict::NotSampled,
             policy: None,
             adjusted_count: None,
+            threshold: None,
         };
         for (i, rule) in self.rules.iter_mut().enumerate() {
             let verdict = rule.eval(trace, now);
@@ -123,195 +149,26 @@ impl PolicySet {
                         verdict: Verdict::Dropped,
                         policy: Some(i),
                         adjusted_count: None,
+                        threshold: None,
                     };
                 }
                 (Verdict::Sampled, Verdict::NotSampled) => {
                     outcome.verdict = Verdict::Sampled;
                     outcome.policy = Some(i);
-                    if let Rule::Probabilistic { adjusted, .. } = rule {
-                        outcome.adjusted_count = Some(*adjusted);
-                    }
+                    (outcome.adjusted_count, outcome.threshold) = rule.probability();
                 }
                 _ => {}
             }
         }
         outcome
     }
-}
 
-fn compile(config: &PolicyConfig, shards: f64) -> Result<Rule, String> {
-    let missing = || {
-        format!(
-            "policy {:?}: the {} block is missing",
-            config.name, config.kind
-        )
-    };
-    let rule = match config.kind.as_str() {
-        "always_sample" => Rule::Always,
-        "status_code" => {
-            let c = config.status_code.as_ref().ok_or_else(missing)?;
-            Rule::Status(c.status_codes.iter().map(|s| status_number(s)).collect())
-        }
-        "latency" => {
-            let c = config.latency.as_ref().ok_or_else(missing)?;
-            let ms = |v: i64| u64::try_from(v).unwrap_or(0).saturating_mul(1_000_000);
-            let max_ns = if c.upper_threshold_ms == 0 {
-                u64::MAX
-            } else {
-                ms(c.upper_threshold_ms)
-            };
-            Rule::Latency {
-                min_ns: ms(c.threshold_ms),
-                max_ns,
-            }
-        }
-        "string_attribute" => {
-            compile_string(config.string_attribute.as_ref().ok_or_else(missing)?)?
-        }
-        "numeric_attribute" => {
-            let c = config.numeric_attribute.as_ref().ok_or_else(missing)?;
-            Rule::Numeric {
-                key: c.key.clone(),
-                min: c.min_value,
-                max: c.max_value,
-            }
-        }
-        "boolean_attribute" => {
-            let c = config.boolean_attribute.as_ref().ok_or_else(missing)?;
-            Rule::Bool {
-                key: c.key.clone(),
-                value: c.value,
-            }
-        }
-        "probabilistic" => {
-            let c = config.probabilistic.as_ref().ok_or_else(missing)?;
-            let share = (c.sampling_percentage / 100.0).clamp(0.0, 1.0);
-            Rule::Probabilistic {
-                threshold: (share * u64::MAX as f64) as u64,
-                salt: c.hash_salt.as_bytes().to_vec(),
-                adjusted: if share > 0.0 { 1.0 / share } else { 0.0 },
-            }
-        }
-        "rate_limiting" => {
-            let c = config.rate_limiting.as_ref().ok_or_else(missing)?;
-            Rule::Spans(Bucket::new(
-                c.spans_per_second as f64 / shards,
-                c.burst_capacity as f64 / shards,
-            ))
-        }
-        "bytes_limiting" => {
-            let c = config.bytes_limiting.as_ref().ok_or_else(missing)?;
-            Rule::Bytes(Bucket::new(
-                c.bytes_per_second as f64 / shards,
-                c.burst_capacity as f64 / shards,
-            ))
-        }
-        "span_count" => {
-            let c = config.span_count.as_ref().ok_or_else(missing)?;
-            Rule::SpanCount {
-                min: c.min_spans,
-                max: if c.max_spans == 0 {
-                    u64::MAX
-                } else {
-                    c.max_spans
-                },
-            }
-        }
-        "trace_state" => {
-            let c = config.trace_state.as_ref().ok_or_else(missing)?;
-            Rule::TraceState {
-                key: c.key.clone(),
-                values: c.values.clone(),
-            }
-        }
-        "tenant" => {
-            let c = config.tenant.as_ref().ok_or_else(missing)?;
-            Rule::Tenant {
-                tenants: c.tenants.iter().cloned().collect(),
-                subs: compile_all(&c.policies, shards)?,
-            }
-        }
-        "and" => Rule::And(compile_all(
-            &config.and.as_ref().ok_or_else(missing)?.and_sub_policy,
-            shards,
-        )?),
-        "drop" => Rule::Drop(compile_all(
-            &config.drop.as_ref().ok_or_else(missing)?.drop_sub_policy,
-            shards,
-        )?),
-        "not" => {
-            let sub = config
-                .not
-                .as_ref()
-                .and_then(|c| c.not_sub_policy.as_ref())
-                .ok_or_else(missing)?;
-            Rule::Not(Box::new(compile(sub, shards)?))
-        }
-        "composite" => compile_composite(config.composite.as_ref().ok_or_else(missing)?, shards)?,
-        other => return Err(format!("policy {:?}: unknown type {other:?}", config.name)),
-    };
-    Ok(rule)
-}
-
-fn compile_composite(c: &super::config::CompositeConfig, shards: f64) -> Result<Rule, String> {
-    let mut order: Vec<&PolicyConfig> = Vec::new();
-    for name in &c.policy_order {
-        order.extend(c.composite_sub_policy.iter().find(|p| &p.name == name));
-    }
-    for sub in &c.composite_sub_policy {
-        if !order.iter().any(|p| p.name == sub.name) {
-            order.push(sub);
-        }
-    }
-    let total = c.max_total_spans_per_second as f64 / shards;
-    let mut subs = Vec::with_capacity(order.len());
-    for sub in order {
-        let percent = c
-            .rate_allocation
-            .iter()
-            .find(|a| a.policy == sub.name)
-            .map_or(0.0, |a| a.percent);
-        let rate = total * percent / 100.0;
-        subs.push((compile(sub, shards)?, Bucket::new(rate, rate)));
-    }
-    Ok(Rule::Composite(subs))
-}
-
-fn compile_all(configs: &[PolicyConfig], shards: f64) -> Result<Vec<Rule>, String> {
-    let mut rules = Vec::with_capacity(configs.len());
-    for config in configs {
-        rules.push(compile(config, shards)?);
-    }
-    Ok(rules)
-}
-
-fn compile_string(c: &super::config::StringAttributeConfig) -> Result<Rule, String> {
-    let mut regexes = Vec::new();
-    let mut values = HashSet::new();
-    for value in &c.values {
-        if c.enabled_regex_matching {
-            let anchored = format!("^(?:{value})$");
-            regexes.push(
-                Regex::new(&anchored)
-                    .map_err(|e| format!("invalid regular expression {value:?}: {e}"))?,
-            );
-        } else {
-            values.insert(value.clone());
-        }
-    }
-    Ok(Rule::Str {
-        key: c.key.clone(),
-        values,
-        regexes,
-        invert: c.invert_match,
-    })
-}
-
-fn status_number(name: &str) -> i32 {
-    match name {
-        "OK" => StatusCode::Ok as i32,
-        "ERROR" => StatusCode::Error as i32,
-        _ => StatusCode::Unset as i32,
+    /// The adjusted count and threshold that spans of a trace sampled by policy `policy`
+    /// carry (late spans included): both `None` unless that policy is probabilistic.
+    pub fn probability(&self, policy: usize) -> (Option<f64>, Option<u64>) {
+        self.rules
+            .get(policy)
+            .map_or((None, None), Rule::probability)
     }
 }
 
@@ -324,6 +181,21 @@ fn sampled(yes: bool) -> Verdict {
 }
 
 impl Rule {
+    /// For a probabilistic rule: the adjusted count of what it keeps and, when its draw is
+    /// consistent, the rejection threshold.
+    fn probability(&self) -> (Option<f64>, Option<u64>) {
+        match self {
+            Rule::Probabilistic { draw, adjusted } => {
+                let threshold = match draw {
+                    Draw::Consistent { threshold } => Some(*threshold),
+                    Draw::Salted { .. } => None,
+                };
+                (Some(*adjusted), threshold)
+            }
+            _ => (None, None),
+        }
+    }
+
     fn needs_spans(&self) -> bool {
         match self {
             Rule::Str { .. }
@@ -374,9 +246,7 @@ impl Rule {
                 key,
                 |v| matches!(v, Value::BoolValue(b) if b == value),
             )),
-            Rule::Probabilistic {
-                threshold, salt, ..
-            } => sampled(trace_hash(trace.trace_id, salt) < *threshold),
+            Rule::Probabilistic { draw, .. } => sampled(draw.keeps(trace.trace_id)),
             Rule::Spans(bucket) => sampled(bucket.take(trace.spans as f64, now)),
             Rule::Bytes(bucket) => sampled(bucket.take(trace.bytes as f64, now)),
             Rule::SpanCount { min, max } => {
@@ -452,7 +322,7 @@ fn any_attribute(trace: &Trace, key: &str, mut test: impl FnMut(&Value) -> bool)
                     .is_some_and(&mut test)
         })
     };
-    for rs in &trace.groups {
+    for rs in trace.groups() {
         if rs.resource.as_ref().is_some_and(|r| check(&r.attributes)) {
             return true;
         }

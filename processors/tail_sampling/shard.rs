@@ -145,7 +145,8 @@ impl Shard {
         self.bytes + self.outbox().bytes()
     }
 
-    fn publish(&self) {
+    fn publish(&mut self) {
+        self.metrics.flush();
         self.metrics.traces.set(self.traces.len() as f64);
         self.metrics.bytes.set(self.bytes as f64);
         if self
@@ -159,36 +160,43 @@ impl Shard {
 
     pub fn ingest(&mut self, piece: Piece, now: Instant) {
         let id = piece.trace_id;
-        if !self.traces.contains_key(&id)
-            && let Some(cached) = self.cache.lookup(fingerprint(id))
-        {
-            self.metrics.late(cached, piece.spans);
-            self.follow(piece, cached);
-            return;
+        let buffered = self.traces.contains_key(&id);
+        if !buffered {
+            let found = self.cache.lookup(fingerprint(id));
+            self.metrics.cache_lookup(found);
+            if let Some(cached) = found {
+                self.metrics.late(cached, piece.spans);
+                self.follow(piece, cached);
+                return;
+            }
         }
         let share = self.tenant_share(&piece.group);
-        if !self.make_room(piece.bytes, share.as_deref()) {
+        if !self.make_room(piece.bytes, share) {
             self.count_drop(&self.shared.drops.memory_pressure, piece.spans);
             return;
         }
-        if !self.traces.contains_key(&id)
+        // Only a buffered trace can have been decided by `make_room`.
+        if buffered
+            && !self.traces.contains_key(&id)
             && let Some(cached) = self.cache.lookup(fingerprint(id))
         {
             // Decided early just now to make room: the piece follows that decision.
             self.follow(piece, cached);
             return;
         }
-        self.admit(piece, share, now);
+        let shared = share.is_some();
+        self.admit(piece, shared, now);
     }
 
-    fn admit(&mut self, piece: Piece, share: Option<String>, now: Instant) {
+    /// Buffers a piece; a new trace counts against its tenant's share when `shared`.
+    fn admit(&mut self, piece: Piece, shared: bool, now: Instant) {
         let id = piece.trace_id;
         let bytes = piece.bytes;
         let seq = self.next_seq;
         let trace = self.traces.entry(id).or_insert_with(|| {
             let mut trace = Trace::new(id, now, seq);
             trace.scheduled = far_future();
-            trace.share = share;
+            trace.shared = shared;
             trace
         });
         if trace.seq == seq {
@@ -197,8 +205,10 @@ impl Shard {
         }
         trace.add(piece, now);
         // Counted against the share the trace was created under, which `release` frees.
-        if let Some(tenant) = &trace.share {
-            *self.tenant_bytes.entry(tenant.clone()).or_default() += bytes;
+        if trace.shared
+            && let Some(tenant) = trace.tenant()
+        {
+            add_bytes(&mut self.tenant_bytes, tenant, bytes);
         }
         self.bytes += bytes;
         self.outbox().note_accounted(self.accounted());
@@ -218,7 +228,8 @@ impl Shard {
         }
     }
 
-    fn tenant_share(&self, group: &ResourceSpans) -> Option<String> {
+    /// The tenant whose memory share a new trace starting with `group` counts against.
+    fn tenant_share<'g>(&self, group: &'g ResourceSpans) -> Option<&'g str> {
         if self.settings.tenant_limits.is_empty() {
             return None;
         }
@@ -226,7 +237,7 @@ impl Shard {
         self.settings
             .tenant_limits
             .contains_key(tenant)
-            .then(|| tenant.to_string())
+            .then_some(tenant)
     }
 
     /// The earliest of the three deadlines of a buffered trace, and which one it is.
@@ -307,7 +318,7 @@ impl Shard {
             .unwrap_or(usize::MAX);
         let now = Instant::now();
         while self.tenant_bytes.get(tenant).copied().unwrap_or(0) + need > limit {
-            let Some(id) = self.oldest(|t| t.share.as_deref() == Some(tenant)) else {
+            let Some(id) = self.oldest(|t| t.shared && t.tenant() == Some(tenant)) else {
                 break;
             };
             self.decide(id, now, Why::TenantShare);
@@ -342,10 +353,16 @@ impl Shard {
         self.release(&trace);
         self.metrics
             .decided(why, now.saturating_duration_since(trace.first_at));
-        if self.policies.needs_spans() {
-            trace.decode();
-        }
+        // Sampled spans wait for the pipeline encoded, as the budget counts them.
+        let encoded = if self.policies.needs_spans() {
+            trace.decode()
+        } else {
+            None
+        };
+        // The real clock, not tokio's (which tests pause): this measures work, not waiting.
+        let started = std::time::Instant::now();
         let outcome = self.policies.decide(&trace, now);
+        self.metrics.evaluated(started.elapsed());
         self.metrics.decision(outcome.verdict, outcome.policy);
         let fp = fingerprint(id);
         match outcome.verdict {
@@ -353,13 +370,12 @@ impl Shard {
                 let policy = outcome.policy.unwrap_or(0);
                 self.cache.remember(fp, Cached::Sampled(policy as u16));
                 let name = self.policy_names[policy].clone();
-                let (spans, bytes, has_error) = (trace.spans, trace.bytes, trace.has_error);
-                let (chunks, groups) = trace.into_parts();
+                let (spans, bytes, has_error) = (trace.spans, trace.bytes, trace.has_error());
                 self.send(Output {
-                    chunks,
-                    groups,
+                    encoded: encoded.unwrap_or_else(|| trace.into_encoded()),
                     policy: name,
                     adjusted_count: outcome.adjusted_count,
+                    threshold: outcome.threshold,
                     spans,
                     bytes,
                     has_error,
@@ -378,7 +394,8 @@ impl Shard {
 
     fn release(&mut self, trace: &Trace) {
         self.bytes -= trace.bytes;
-        if let Some(tenant) = &trace.share
+        if trace.shared
+            && let Some(tenant) = trace.tenant()
             && let Some(bytes) = self.tenant_bytes.get_mut(tenant)
         {
             *bytes = bytes.saturating_sub(trace.bytes);
@@ -394,12 +411,13 @@ impl Shard {
                     return;
                 }
                 let has_error = piece.has_error();
+                let (adjusted_count, threshold) = self.policies.probability(usize::from(policy));
                 let policy = self.policy_names.get(usize::from(policy)).cloned();
                 self.send(Output {
-                    chunks: vec![prost::Message::encode_to_vec(&piece.group)],
-                    groups: Vec::new(),
+                    encoded: piece.encode(),
                     policy: policy.unwrap_or_else(|| Arc::from("")),
-                    adjusted_count: None,
+                    adjusted_count,
+                    threshold,
                     spans: piece.spans,
                     bytes: piece.bytes,
                     has_error,
@@ -438,6 +456,16 @@ impl Shard {
             }
         }
         self.timers.clear();
+    }
+}
+
+/// Adds to a tenant's bytes without allocating the key when the tenant is known.
+fn add_bytes(tenant_bytes: &mut HashMap<String, usize>, tenant: &str, bytes: usize) {
+    match tenant_bytes.get_mut(tenant) {
+        Some(total) => *total += bytes,
+        None => {
+            tenant_bytes.insert(tenant.to_string(), bytes);
+        }
     }
 }
 

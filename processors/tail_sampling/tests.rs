@@ -18,8 +18,12 @@ use crate::component::{
 
 const MS: u64 = 1_000_000;
 
+/// Trace `n`'s id: its low 56 bits, the randomness probabilistic sampling reads, are spread
+/// like a real random id's.
 fn trace_id(n: u32) -> Vec<u8> {
     let mut id = vec![0xab; 16];
+    let spread = n.wrapping_mul(0x9e37_79b9).rotate_left(7);
+    id[8..12].copy_from_slice(&spread.to_be_bytes());
     id[12..].copy_from_slice(&n.to_be_bytes());
     id
 }
@@ -408,6 +412,89 @@ async fn probabilistic_is_consistent_and_close_to_its_share() {
     assert!((400..600).contains(&kept), "kept {kept} of 5000 at 10%");
 }
 
+/// A span of trace `t` whose id ends in `randomness` (the trace id's low 56 bits).
+fn span_with_randomness(t: u32, id: u8, randomness: u64) -> Span {
+    let mut s = span(t, id, 0, 0, 1);
+    s.trace_id[8..].copy_from_slice(&randomness.to_be_bytes());
+    s.trace_id[8] = t as u8;
+    s
+}
+
+#[tokio::test(start_paused = true)]
+async fn unsalted_probabilistic_keeps_by_trace_id_randomness() {
+    let yaml =
+        "policies: [{name: p, type: probabilistic, probabilistic: {sampling_percentage: 10}}]\n";
+    let config = config(yaml);
+    let mut one = PolicySet::build(&config.policies, 1).expect("compiles");
+    let mut two = PolicySet::build(&config.policies, 4).expect("compiles");
+    let threshold = super::tracestate::threshold_for(0.1);
+    let mut kept = 0;
+    let mut state: u64 = 0x9e37_79b9_7f4a_7c15;
+    for t in 0..5000 {
+        // splitmix64: well-spread randomness, the same on every run.
+        state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = (state ^ (state >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        let randomness = (z ^ (z >> 31)) >> 8;
+        let trace = trace_of(vec![span_with_randomness(t, 1, randomness)], None);
+        let a = one.decide(&trace, Instant::now());
+        let b = two.decide(&trace, Instant::now());
+        assert_eq!(a, b, "instances disagree on trace {t}");
+        assert_eq!(a.verdict == Verdict::Sampled, randomness >= threshold);
+        if a.verdict == Verdict::Sampled {
+            kept += 1;
+            assert_eq!(a.threshold, Some(threshold));
+        }
+    }
+    assert!((400..600).contains(&kept), "kept {kept} of 5000 at 10%");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_probabilistic_decision_is_recorded_in_the_tracestate() {
+    let half =
+        "policies: [{name: half, type: probabilistic, probabilistic: {sampling_percentage: 50}}]\n";
+    let mut h = Harness::new(&format!("num_shards: 2\n{half}"));
+    let mut root = span_with_randomness(1, 1, 0xc0 << 48);
+    root.trace_state = "vendor=x".into();
+    let mut child = span_with_randomness(1, 2, 0xc0 << 48);
+    child.trace_state = "ot=th:c;rv:f0000000000000".into();
+    let dropped = span_with_randomness(2, 1, 0x7f << 48);
+    h.send(vec![root, child, dropped]).await;
+    h.wait(Duration::from_secs(3)).await;
+    h.send(vec![span_with_randomness(1, 3, 0xc0 << 48)]).await;
+    h.flush(FlushReason::Wakeup).await;
+    let states: HashMap<String, String> = h
+        .out
+        .iter()
+        .map(|s| (s.name.clone(), s.trace_state.clone()))
+        .collect();
+    assert_eq!(states.len(), 3, "{states:?}");
+    assert_eq!(states["s1-1"], "ot=th:8,vendor=x");
+    // An upstream threshold above ours (25% before this stage) stays.
+    assert_eq!(states["s1-2"], "ot=th:c;rv:f0000000000000");
+    // A late span follows the decision with the same marks.
+    assert_eq!(states["s1-3"], "ot=th:8");
+    let ot = states["s1-1"]
+        .split(',')
+        .find_map(|m| m.strip_prefix("ot="));
+    let th = ot.and_then(|v| v.split(';').find_map(|k| k.strip_prefix("th:")));
+    let threshold = th.and_then(super::tracestate::parse_threshold);
+    assert_eq!(threshold, Some(super::tracestate::threshold_for(0.5)));
+    let adjusted = h.out[0]
+        .attributes
+        .iter()
+        .find(|kv| kv.key == "sampling.adjusted_count")
+        .and_then(|kv| kv.value.clone());
+    assert_eq!(
+        adjusted,
+        Some(AnyValue {
+            value: Some(any_value::Value::DoubleValue(2.0))
+        })
+    );
+    assert_eq!(h.drops("not_sampled"), 1);
+    h.assert_accounted();
+}
+
 #[tokio::test(start_paused = true)]
 async fn rate_limiting_refills_over_time() {
     let yaml =
@@ -485,6 +572,51 @@ async fn late_spans_follow_the_cached_decision() {
     assert_eq!(h.drops("not_sampled"), 2);
     let text = h.metrics.render();
     assert!(text.contains("spanline_tail_sampling_late_spans_total{processor=\"tail_sampling\",pipeline=\"traces\",decision=\"sampled\"} 1"), "{text}");
+    h.assert_accounted();
+}
+
+#[tokio::test(start_paused = true)]
+async fn decision_cache_lookups_and_policy_evaluations_are_counted() {
+    let mut h = Harness::new(&format!("num_shards: 2\n{ERRORS}"));
+    h.send(vec![error(span(1, 1, 0, 0, 10)), span(2, 1, 0, 0, 10)])
+        .await;
+    // A second piece of a buffered trace does not look in the caches.
+    h.send(vec![span(1, 2, 1, 0, 5)]).await;
+    h.wait(Duration::from_secs(3)).await;
+    h.send(vec![
+        span(1, 5, 1, 0, 1),
+        span(2, 5, 1, 0, 1),
+        span(3, 1, 0, 0, 1),
+    ])
+    .await;
+    h.flush(FlushReason::Wakeup).await;
+    let text = h.metrics.render();
+    let lookups = |cache: &str, result: &str| {
+        format!(
+            "spanline_tail_sampling_decision_cache_lookups_total{{processor=\"tail_sampling\",pipeline=\"traces\",cache=\"{cache}\",result=\"{result}\"}}"
+        )
+    };
+    // New traces 1, 2 and 3 miss both caches; late trace 1 hits the sampled cache and late
+    // trace 2 misses it, then hits the not-sampled cache.
+    assert!(
+        text.contains(&format!("{} 1\n", lookups("sampled", "hit"))),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!("{} 4\n", lookups("sampled", "miss"))),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!("{} 1\n", lookups("not_sampled", "hit"))),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!("{} 3\n", lookups("not_sampled", "miss"))),
+        "{text}"
+    );
+    let evaluations = "spanline_tail_sampling_policy_evaluation_seconds_count{processor=\"tail_sampling\",pipeline=\"traces\"} 2\n";
+    assert!(text.contains(evaluations), "{text}");
+    h.flush(FlushReason::Shutdown).await;
     h.assert_accounted();
 }
 

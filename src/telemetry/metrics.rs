@@ -45,6 +45,10 @@ pub const TAIL_SAMPLING_DECISIONS: &str = "spanline_tail_sampling_decisions_tota
 pub const TAIL_SAMPLING_DECISION_LATENCY: &str = "spanline_tail_sampling_decision_latency_seconds";
 pub const TAIL_SAMPLING_LATE_SPANS: &str = "spanline_tail_sampling_late_spans_total";
 pub const TAIL_SAMPLING_EARLY_DECISIONS: &str = "spanline_tail_sampling_early_decisions_total";
+pub const TAIL_SAMPLING_DECISION_CACHE_LOOKUPS: &str =
+    "spanline_tail_sampling_decision_cache_lookups_total";
+pub const TAIL_SAMPLING_POLICY_EVALUATION: &str =
+    "spanline_tail_sampling_policy_evaluation_seconds";
 pub const STORE_BLOCKS_WRITTEN: &str = "spanline_store_blocks_written_total";
 pub const STORE_SPANS_WRITTEN: &str = "spanline_store_spans_written_total";
 pub const STORE_BYTES_WRITTEN: &str = "spanline_store_bytes_written_total";
@@ -252,6 +256,16 @@ pub fn describe_all() {
         TAIL_SAMPLING_EARLY_DECISIONS,
         Unit::Count,
         "Traces decided before their deadline, by reason (memory_pressure, max_trace_bytes, tenant_share, shutdown)."
+    );
+    describe_counter!(
+        TAIL_SAMPLING_DECISION_CACHE_LOOKUPS,
+        Unit::Count,
+        "Decision cache lookups for spans whose trace is not buffered, by cache (sampled, not_sampled) and result (hit, miss); a hit is a late span that follows a past decision."
+    );
+    describe_histogram!(
+        TAIL_SAMPLING_POLICY_EVALUATION,
+        Unit::Seconds,
+        "Time to evaluate the policy set for one trace decision."
     );
     describe_counter!(
         STORE_BLOCKS_WRITTEN,

@@ -47,6 +47,15 @@ pub fn install_recorder() -> PrometheusHandle {
                         ],
                     )
                 })
+                .and_then(|b| {
+                    b.set_buckets_for_metric(
+                        Matcher::Full(metrics::TAIL_SAMPLING_POLICY_EVALUATION.to_string()),
+                        &[
+                            1e-6, 2.5e-6, 5e-6, 1e-5, 2.5e-5, 5e-5, 1e-4, 2.5e-4, 5e-4, 1e-3,
+                            2.5e-3, 5e-3, 1e-2,
+                        ],
+                    )
+                })
                 .expect("bucket lists should be non-empty")
                 .install_recorder()
                 .expect("the metrics recorder should be installed only here");
