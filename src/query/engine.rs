@@ -2,6 +2,7 @@
 //! spans its exporter has not committed yet.
 
 use std::collections::{BTreeSet, HashSet};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use futures::stream::{self, StreamExt, TryStreamExt};
@@ -9,13 +10,14 @@ use metrics::counter;
 use opentelemetry_proto::tonic::trace::v1::ResourceSpans;
 
 use super::config::QueryConfig;
-use super::search::{self, GroupBy, GroupStats, SearchRequest};
+use super::search::{self, GroupBy, GroupStats, SearchRequest, TraceStatus};
 use crate::component::names::{
     QUERY_BLOCKS_INSPECTED, QUERY_BLOOM_FALSE_POSITIVES, QUERY_BYTES_READ, QUERY_CACHE_HITS,
 };
 use crate::store::index::BlockMeta;
 use crate::store::live::QuerySource;
 use crate::store::reader::ReadStats;
+use crate::store::search_filter::{PartFilter, ValueColumn};
 use crate::store::summary::TraceSummary;
 use crate::store::{SpanPredicate, StoreError, TimeWindow};
 
@@ -166,7 +168,7 @@ impl QueryEngine {
             .min(self.limits.max_limit);
         let indexed = self.indexed();
         let scanned = self.scanned_ids(tenant, request, window, &indexed).await?;
-        let traces = self.summaries(tenant, window).await?;
+        let traces = self.candidates(tenant, window, request).await?;
         let matching = traces
             .into_iter()
             .filter(|t| scanned.as_ref().is_none_or(|ids| ids.contains(&t.trace_id)))
@@ -187,7 +189,7 @@ impl QueryEngine {
         let indexed = self.indexed();
         let scanned = self.scanned_ids(tenant, request, window, &indexed).await?;
         let traces: Vec<TraceSummary> = self
-            .summaries(tenant, window)
+            .candidates(tenant, window, request)
             .await?
             .into_iter()
             .filter(|t| scanned.as_ref().is_none_or(|ids| ids.contains(&t.trace_id)))
@@ -221,20 +223,13 @@ impl QueryEngine {
             ));
         }
         let window = self.search_window(window)?;
-        let mut values = BTreeSet::new();
-        for t in self.summaries(tenant, window).await? {
-            match name {
-                "service.name" => values.extend(t.services),
-                "name" => values.extend(t.operations.into_iter().map(|(_, n)| n)),
-                "status" => {
-                    values.insert(t.status);
-                }
-                key => values.extend(t.attributes.get(key).into_iter().flatten().cloned()),
-            }
-            if values.len() >= self.limits.max_tag_values {
-                break;
-            }
-        }
+        let column = match name {
+            "service.name" => ValueColumn::Services,
+            "name" => ValueColumn::Operations(None),
+            "status" => ValueColumn::Status,
+            key => ValueColumn::Attribute(key.to_string()),
+        };
+        let values = self.values(tenant, window, &column).await?;
         Ok(values
             .into_iter()
             .take(self.limits.max_tag_values)
@@ -249,16 +244,127 @@ impl QueryEngine {
         window: Option<TimeWindow>,
     ) -> Result<Vec<String>, QueryError> {
         let window = self.search_window(window)?;
-        let mut names = BTreeSet::new();
-        for t in self.summaries(tenant, window).await? {
-            names.extend(
-                t.operations
-                    .into_iter()
-                    .filter(|(s, _)| s == service)
-                    .map(|(_, n)| n),
-            );
+        let column = ValueColumn::Operations(Some(service.to_string()));
+        Ok(self
+            .values(tenant, window, &column)
+            .await?
+            .into_iter()
+            .collect())
+    }
+
+    /// Distinct values of one summary column in the window, the live buffers included,
+    /// reading that column alone from each block.
+    async fn values(
+        &self,
+        tenant: &str,
+        window: TimeWindow,
+        column: &ValueColumn,
+    ) -> Result<BTreeSet<String>, QueryError> {
+        let mut values = BTreeSet::new();
+        if let Some(live) = &self.source.live {
+            for t in live.summaries(tenant, window).await {
+                match column {
+                    ValueColumn::Services => values.extend(t.services),
+                    ValueColumn::Status => {
+                        values.insert(t.status);
+                    }
+                    ValueColumn::Operations(service) => values.extend(
+                        t.operations
+                            .into_iter()
+                            .filter(|(s, _)| service.as_ref().is_none_or(|w| w == s))
+                            .map(|(_, n)| n),
+                    ),
+                    ValueColumn::Attribute(key) => {
+                        values.extend(t.attributes.get(key).into_iter().flatten().cloned())
+                    }
+                }
+            }
         }
-        Ok(names.into_iter().collect())
+        let blocks = self.source.reader.blocks_in(tenant, Some(window)).await?;
+        let reader = &self.source.reader;
+        let parts: Vec<(BTreeSet<String>, ReadStats)> = stream::iter(blocks)
+            .map(|meta| async move {
+                let mut stats = ReadStats::default();
+                let found = reader
+                    .column_values(&meta, window, column, &mut stats)
+                    .await?;
+                Ok::<_, StoreError>((found, stats))
+            })
+            .buffer_unordered(BLOCK_CONCURRENCY)
+            .try_collect()
+            .await?;
+        for (found, stats) in parts {
+            record(&stats);
+            values.extend(found);
+        }
+        Ok(values)
+    }
+
+    /// The merged summaries a search must look at. When every matching trace must have a
+    /// part passing one cheap test (an error, a service, a root), the blocks are first asked
+    /// for the ids of such parts, reading one column, and only those traces are read in
+    /// full; otherwise every trace overlapping the window is.
+    async fn candidates(
+        &self,
+        tenant: &str,
+        window: TimeWindow,
+        request: &SearchRequest,
+    ) -> Result<Vec<TraceSummary>, QueryError> {
+        let Some(seed) = seed_of(request) else {
+            return self.summaries(tenant, window).await;
+        };
+        let live = match &self.source.live {
+            Some(live) => live.summaries(tenant, window).await,
+            None => Vec::new(),
+        };
+        let blocks = self.source.reader.blocks_in(tenant, Some(window)).await?;
+        let reader = &self.source.reader;
+        let seed = &seed;
+        let found: Vec<(Vec<[u8; 16]>, ReadStats)> = stream::iter(blocks.iter().cloned())
+            .map(|meta| async move {
+                let mut stats = ReadStats::default();
+                let ids = reader
+                    .part_ids_where(&meta, window, seed, &mut stats)
+                    .await?;
+                Ok::<_, StoreError>((ids, stats))
+            })
+            .buffer_unordered(BLOCK_CONCURRENCY)
+            .try_collect()
+            .await?;
+        let mut ids: HashSet<[u8; 16]> = live
+            .iter()
+            .filter(|t| seed.matches(t))
+            .map(|t| t.trace_id)
+            .collect();
+        for (found, stats) in found {
+            record(&stats);
+            ids.extend(found);
+        }
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let ids = Arc::new(ids);
+        let every_part = &PartFilter::Ids(ids.clone());
+        let parts: Vec<(Vec<TraceSummary>, ReadStats)> = stream::iter(blocks)
+            .map(|meta| async move {
+                let mut stats = ReadStats::default();
+                let found = reader
+                    .summaries_where(&meta, window, every_part, &mut stats)
+                    .await?;
+                Ok::<_, StoreError>((found, stats))
+            })
+            .buffer_unordered(BLOCK_CONCURRENCY)
+            .try_collect()
+            .await?;
+        let mut all: Vec<TraceSummary> = live
+            .into_iter()
+            .filter(|t| ids.contains(&t.trace_id))
+            .collect();
+        for (found, stats) in parts {
+            record(&stats);
+            all.extend(found);
+        }
+        Ok(search::merge_parts(all))
     }
 
     fn indexed(&self) -> Vec<String> {
@@ -379,6 +485,21 @@ impl QueryEngine {
         }
         Ok(ids)
     }
+}
+
+/// A test that some part of every trace matching `request` passes, if the request has one;
+/// the most selective first.
+fn seed_of(request: &SearchRequest) -> Option<PartFilter> {
+    if request.status == Some(TraceStatus::Error) {
+        return Some(PartFilter::Error);
+    }
+    if let Some(name) = &request.root_name {
+        return Some(PartFilter::RootName(name.clone()));
+    }
+    if let Some(service) = &request.root_service {
+        return Some(PartFilter::RootService(service.clone()));
+    }
+    request.service.clone().map(PartFilter::Service)
 }
 
 fn record(stats: &ReadStats) {

@@ -18,6 +18,7 @@ pub mod reader;
 pub mod retention;
 pub mod schema;
 mod search;
+pub mod search_filter;
 pub mod summary;
 pub mod summary_table;
 pub mod wal;

@@ -58,34 +58,17 @@ impl StoreReader {
         stats: &mut ReadStats,
         tally: &Arc<Tally>,
     ) -> Result<Vec<RecordBatch>, StoreError> {
-        stats.blocks_inspected += 1;
-        let mut builder = self
-            .open(&meta.traces_path, meta.traces_bytes, tally)
-            .await?;
         let Some(window) = window else {
+            stats.blocks_inspected += 1;
+            let builder = self
+                .open(&meta.traces_path, meta.traces_bytes, tally)
+                .await?;
             stats.row_groups_read += builder.metadata().num_row_groups() as u64;
             return Ok(builder.build()?.try_collect().await?);
         };
-        let groups = prune(builder.metadata(), "start_time", "end_time", window);
-        stats.row_groups_read += groups.len() as u64;
-        let schema = builder.parquet_schema();
-        let times = [
-            root_index(schema, "start_time")?,
-            root_index(schema, "end_time")?,
-        ];
-        let mask = ProjectionMask::roots(schema, times);
-        let overlaps = ArrowPredicateFn::new(mask, move |batch: RecordBatch| {
-            let (start, end) = (
-                times_of(&batch, "start_time")?,
-                times_of(&batch, "end_time")?,
-            );
-            Ok(start
-                .iter()
-                .zip(end.iter())
-                .map(|(s, e)| Some(window.overlaps(s? as u64, e? as u64)))
-                .collect::<BooleanArray>())
-        });
-        builder = builder
+        let (builder, groups, overlaps) =
+            window_predicate(self, meta, window, stats, tally).await?;
+        let builder = builder
             .with_row_groups(groups)
             .with_row_filter(RowFilter::new(vec![Box::new(overlaps)]));
         Ok(builder.build()?.try_collect().await?)
@@ -176,6 +159,50 @@ impl StoreReader {
             .build()?;
         Ok(stream.try_collect().await?)
     }
+}
+
+/// Opens a block's summary table for a window: its reader, the row groups the time
+/// statistics leave, and the predicate keeping parts that overlap the window.
+pub(super) async fn window_predicate(
+    reader: &StoreReader,
+    meta: &BlockMeta,
+    window: TimeWindow,
+    stats: &mut ReadStats,
+    tally: &Arc<Tally>,
+) -> Result<
+    (
+        parquet::arrow::ParquetRecordBatchStreamBuilder<super::object_reader::ObjectReader>,
+        Vec<usize>,
+        ArrowPredicateFn<
+            impl FnMut(RecordBatch) -> Result<BooleanArray, ArrowError> + Send + 'static,
+        >,
+    ),
+    StoreError,
+> {
+    stats.blocks_inspected += 1;
+    let builder = reader
+        .open(&meta.traces_path, meta.traces_bytes, tally)
+        .await?;
+    let groups = prune(builder.metadata(), "start_time", "end_time", window);
+    stats.row_groups_read += groups.len() as u64;
+    let schema = builder.parquet_schema();
+    let times = [
+        root_index(schema, "start_time")?,
+        root_index(schema, "end_time")?,
+    ];
+    let mask = ProjectionMask::roots(schema, times);
+    let overlaps = ArrowPredicateFn::new(mask, move |batch: RecordBatch| {
+        let (start, end) = (
+            times_of(&batch, "start_time")?,
+            times_of(&batch, "end_time")?,
+        );
+        Ok(start
+            .iter()
+            .zip(end.iter())
+            .map(|(s, e)| Some(window.overlaps(s? as u64, e? as u64)))
+            .collect::<BooleanArray>())
+    });
+    Ok((builder, groups, overlaps))
 }
 
 fn times_of<'a>(

@@ -1,0 +1,317 @@
+//! Selective reads of the trace summary table: only the rows (or only the column) a search
+//! needs, with the test pushed into the Parquet reader so other columns are decoded for
+//! matching rows only.
+
+use std::collections::{BTreeSet, HashSet};
+use std::sync::Arc;
+
+use arrow::array::{
+    Array, AsArray, BooleanArray, FixedSizeBinaryArray, ListArray, MapArray, RecordBatch,
+    StringArray, StructArray, UInt32Array,
+};
+use arrow::error::ArrowError;
+use futures::TryStreamExt;
+use parquet::arrow::ProjectionMask;
+use parquet::arrow::arrow_reader::{ArrowPredicate, ArrowPredicateFn, RowFilter};
+
+use super::index::BlockMeta;
+use super::object_reader::Tally;
+use super::reader::{ReadStats, StoreReader, root_index};
+use super::search::window_predicate;
+use super::summary::{TraceSummary, fixed_id};
+use super::summary_table::batch_to_summaries;
+use super::{StoreError, TimeWindow};
+
+/// A test one row of the summary table (one block's part of a trace) answers alone.
+#[derive(Debug, Clone)]
+pub enum PartFilter {
+    /// Some span of the part failed.
+    Error,
+    /// Some span of the part belongs to this service.
+    Service(String),
+    /// The part's root (or earliest) span is of this service.
+    RootService(String),
+    /// The part's root (or earliest) span has this name.
+    RootName(String),
+    /// The part belongs to one of these traces.
+    Ids(Arc<HashSet<[u8; 16]>>),
+}
+
+impl PartFilter {
+    fn column(&self) -> &'static str {
+        match self {
+            PartFilter::Error => "error_count",
+            PartFilter::Service(_) => "services",
+            PartFilter::RootService(_) => "root_service",
+            PartFilter::RootName(_) => "root_name",
+            PartFilter::Ids(_) => "trace_id",
+        }
+    }
+
+    /// The same test on a summary already in memory (the live buffers).
+    pub fn matches(&self, t: &TraceSummary) -> bool {
+        match self {
+            PartFilter::Error => t.error_count > 0,
+            PartFilter::Service(s) => t.services.contains(s),
+            PartFilter::RootService(s) => &t.root_service == s,
+            PartFilter::RootName(s) => &t.root_name == s,
+            PartFilter::Ids(ids) => ids.contains(&t.trace_id),
+        }
+    }
+
+    fn evaluate(&self, batch: &RecordBatch) -> Result<BooleanArray, ArrowError> {
+        let column = batch.column(0);
+        let wrong =
+            || ArrowError::SchemaError(format!("column {} has another type", self.column()));
+        Ok(match self {
+            PartFilter::Error => {
+                let counts = column
+                    .as_any()
+                    .downcast_ref::<UInt32Array>()
+                    .ok_or_else(wrong)?;
+                counts.iter().map(|c| Some(c.unwrap_or(0) > 0)).collect()
+            }
+            PartFilter::Service(s) => {
+                let lists = column
+                    .as_any()
+                    .downcast_ref::<ListArray>()
+                    .ok_or_else(wrong)?;
+                list_contains(lists, s).ok_or_else(wrong)?
+            }
+            PartFilter::RootService(s) | PartFilter::RootName(s) => {
+                let strings = column
+                    .as_any()
+                    .downcast_ref::<StringArray>()
+                    .ok_or_else(wrong)?;
+                strings
+                    .iter()
+                    .map(|v| Some(v == Some(s.as_str())))
+                    .collect()
+            }
+            PartFilter::Ids(ids) => {
+                let array = column
+                    .as_any()
+                    .downcast_ref::<FixedSizeBinaryArray>()
+                    .ok_or_else(wrong)?;
+                array
+                    .iter()
+                    .map(|id| Some(id.is_some_and(|id| ids.contains(&fixed_id(id)))))
+                    .collect()
+            }
+        })
+    }
+}
+
+/// Per row: whether a `List<Utf8>` holds `wanted`.
+fn list_contains(lists: &ListArray, wanted: &str) -> Option<BooleanArray> {
+    let values = lists.values().as_any().downcast_ref::<StringArray>()?;
+    let offsets = lists.value_offsets();
+    Some(
+        (0..lists.len())
+            .map(|row| {
+                let (from, to) = (offsets[row] as usize, offsets[row + 1] as usize);
+                Some((from..to).any(|i| values.value(i) == wanted))
+            })
+            .collect(),
+    )
+}
+
+/// Which values `column_values` collects.
+#[derive(Debug, Clone)]
+pub enum ValueColumn {
+    Services,
+    Status,
+    /// Span names, of one service or of all.
+    Operations(Option<String>),
+    /// Values of one indexed attribute.
+    Attribute(String),
+}
+
+impl ValueColumn {
+    fn column(&self) -> &'static str {
+        match self {
+            ValueColumn::Services => "services",
+            ValueColumn::Status => "status_code",
+            ValueColumn::Operations(_) => "operations",
+            ValueColumn::Attribute(_) => "attributes",
+        }
+    }
+}
+
+impl StoreReader {
+    /// Summaries of the block's parts that overlap `window` and pass `filter`.
+    pub async fn summaries_where(
+        &self,
+        meta: &BlockMeta,
+        window: TimeWindow,
+        filter: &PartFilter,
+        stats: &mut ReadStats,
+    ) -> Result<Vec<TraceSummary>, StoreError> {
+        let batches = self.read_where(meta, window, filter, false, stats).await?;
+        let mut out = Vec::new();
+        for batch in batches {
+            out.extend(batch_to_summaries(&batch)?);
+        }
+        Ok(out)
+    }
+
+    /// Trace ids of the block's parts that overlap `window` and pass `filter`; reads only
+    /// the trace id and the tested column.
+    pub async fn part_ids_where(
+        &self,
+        meta: &BlockMeta,
+        window: TimeWindow,
+        filter: &PartFilter,
+        stats: &mut ReadStats,
+    ) -> Result<Vec<[u8; 16]>, StoreError> {
+        let batches = self.read_where(meta, window, filter, true, stats).await?;
+        let mut ids = Vec::new();
+        for batch in batches {
+            let array = batch
+                .column(0)
+                .as_any()
+                .downcast_ref::<FixedSizeBinaryArray>()
+                .ok_or_else(|| StoreError::Column("trace_id".into()))?;
+            ids.extend(array.iter().flatten().map(fixed_id));
+        }
+        Ok(ids)
+    }
+
+    async fn read_where(
+        &self,
+        meta: &BlockMeta,
+        window: TimeWindow,
+        filter: &PartFilter,
+        ids_only: bool,
+        stats: &mut ReadStats,
+    ) -> Result<Vec<RecordBatch>, StoreError> {
+        let tally = Arc::new(Tally::default());
+        let read = async {
+            let (builder, groups, in_window) =
+                window_predicate(self, meta, window, stats, &tally).await?;
+            let schema = builder.parquet_schema();
+            let tested = ProjectionMask::roots(schema, [root_index(schema, filter.column())?]);
+            let test = filter.clone();
+            let passes =
+                ArrowPredicateFn::new(tested, move |batch: RecordBatch| test.evaluate(&batch));
+            let filters: Vec<Box<dyn ArrowPredicate>> = vec![Box::new(in_window), Box::new(passes)];
+            let mut builder = builder
+                .with_row_groups(groups)
+                .with_row_filter(RowFilter::new(filters));
+            if ids_only {
+                let ids = ProjectionMask::roots(
+                    schema_of(&builder),
+                    [root_index(schema_of(&builder), "trace_id")?],
+                );
+                builder = builder.with_projection(ids);
+            }
+            Ok::<_, StoreError>(builder.build()?.try_collect().await?)
+        }
+        .await;
+        stats.bytes_read += tally.bytes();
+        stats.cache_hits += tally.hits();
+        self.fold(&tally);
+        read
+    }
+
+    /// The distinct values of one summary column over the block's parts in `window`,
+    /// decoding that column alone.
+    pub async fn column_values(
+        &self,
+        meta: &BlockMeta,
+        window: TimeWindow,
+        column: &ValueColumn,
+        stats: &mut ReadStats,
+    ) -> Result<BTreeSet<String>, StoreError> {
+        let tally = Arc::new(Tally::default());
+        let read = async {
+            let (builder, groups, in_window) =
+                window_predicate(self, meta, window, stats, &tally).await?;
+            let schema = builder.parquet_schema();
+            let Ok(index) = root_index(schema, column.column()) else {
+                // Older blocks have no operations column.
+                return Ok(Vec::new());
+            };
+            let output = ProjectionMask::roots(schema, [index]);
+            let builder = builder
+                .with_row_groups(groups)
+                .with_projection(output)
+                .with_row_filter(RowFilter::new(vec![Box::new(in_window)]));
+            Ok::<_, StoreError>(builder.build()?.try_collect().await?)
+        }
+        .await;
+        stats.bytes_read += tally.bytes();
+        stats.cache_hits += tally.hits();
+        self.fold(&tally);
+        let mut values = BTreeSet::new();
+        for batch in read? {
+            collect_values(batch.column(0).as_ref(), column, &mut values)
+                .ok_or_else(|| StoreError::Column(column.column().to_string()))?;
+        }
+        Ok(values)
+    }
+}
+
+/// The child indexes the rows of a list array cover (its values may hold more).
+fn entries(lists: &ListArray) -> std::ops::Range<usize> {
+    let offsets = lists.value_offsets();
+    match (offsets.first(), offsets.last()) {
+        (Some(&first), Some(&last)) => first as usize..last as usize,
+        _ => 0..0,
+    }
+}
+
+fn schema_of<T>(
+    builder: &parquet::arrow::arrow_reader::ArrowReaderBuilder<T>,
+) -> &parquet::schema::types::SchemaDescriptor {
+    builder.parquet_schema()
+}
+
+fn collect_values(
+    array: &dyn Array,
+    column: &ValueColumn,
+    out: &mut BTreeSet<String>,
+) -> Option<()> {
+    match column {
+        ValueColumn::Status => {
+            let strings = array.as_any().downcast_ref::<StringArray>()?;
+            out.extend(strings.iter().flatten().map(str::to_string));
+        }
+        ValueColumn::Services => {
+            let lists = array.as_any().downcast_ref::<ListArray>()?;
+            let strings = lists.values().as_any().downcast_ref::<StringArray>()?;
+            out.extend(entries(lists).map(|i| strings.value(i).to_string()));
+        }
+        ValueColumn::Operations(service) => {
+            let lists = array.as_any().downcast_ref::<ListArray>()?;
+            let pairs = lists.values().as_any().downcast_ref::<StructArray>()?;
+            let services = pairs
+                .column_by_name("service")?
+                .as_any()
+                .downcast_ref::<StringArray>()?;
+            let names = pairs
+                .column_by_name("name")?
+                .as_any()
+                .downcast_ref::<StringArray>()?;
+            for i in entries(lists) {
+                if service.as_deref().is_none_or(|s| services.value(i) == s) {
+                    out.insert(names.value(i).to_string());
+                }
+            }
+        }
+        ValueColumn::Attribute(key) => {
+            let map = array.as_any().downcast_ref::<MapArray>()?;
+            let keys = map.keys().as_string::<i32>();
+            let lists = map.values().as_any().downcast_ref::<ListArray>()?;
+            let strings = lists.values().as_any().downcast_ref::<StringArray>()?;
+            let offsets = lists.value_offsets();
+            for i in 0..keys.len() {
+                if keys.value(i) == key {
+                    let (from, to) = (offsets[i] as usize, offsets[i + 1] as usize);
+                    out.extend((from..to).map(|j| strings.value(j).to_string()));
+                }
+            }
+        }
+    }
+    Some(())
+}
