@@ -310,35 +310,49 @@ impl QueryEngine {
         window: TimeWindow,
         request: &SearchRequest,
     ) -> Result<Vec<TraceSummary>, QueryError> {
-        let Some(seed) = seed_of(request) else {
+        let seeds = seeds_of(request);
+        if seeds.is_empty() {
             return self.summaries(tenant, window).await;
-        };
+        }
         let live = match &self.source.live {
             Some(live) => live.summaries(tenant, window).await,
             None => Vec::new(),
         };
         let blocks = self.source.reader.blocks_in(tenant, Some(window)).await?;
         let reader = &self.source.reader;
-        let seed = &seed;
-        let found: Vec<(Vec<[u8; 16]>, ReadStats)> = stream::iter(blocks.iter().cloned())
+        let tests = &seeds;
+        let found: Vec<(Vec<Vec<[u8; 16]>>, ReadStats)> = stream::iter(blocks.iter().cloned())
             .map(|meta| async move {
                 let mut stats = ReadStats::default();
                 let ids = reader
-                    .part_ids_where(&meta, window, seed, &mut stats)
+                    .part_ids_each(&meta, window, tests, &mut stats)
                     .await?;
                 Ok::<_, StoreError>((ids, stats))
             })
             .buffer_unordered(BLOCK_CONCURRENCY)
             .try_collect()
             .await?;
-        let mut ids: HashSet<[u8; 16]> = live
+        // A matching trace has, for every test, some part passing it.
+        let mut passing: Vec<HashSet<[u8; 16]>> = seeds
             .iter()
-            .filter(|t| seed.matches(t))
-            .map(|t| t.trace_id)
+            .map(|seed| {
+                live.iter()
+                    .filter(|t| seed.matches(t))
+                    .map(|t| t.trace_id)
+                    .collect()
+            })
             .collect();
         for (found, stats) in found {
             record(&stats);
-            ids.extend(found);
+            for (set, ids) in passing.iter_mut().zip(found) {
+                set.extend(ids);
+            }
+        }
+        passing.sort_by_key(HashSet::len);
+        let mut sets = passing.into_iter();
+        let mut ids = sets.next().unwrap_or_default();
+        for other in sets {
+            ids.retain(|id| other.contains(id));
         }
         if ids.is_empty() {
             return Ok(Vec::new());
@@ -487,19 +501,22 @@ impl QueryEngine {
     }
 }
 
-/// A test that some part of every trace matching `request` passes, if the request has one;
-/// the most selective first.
-fn seed_of(request: &SearchRequest) -> Option<PartFilter> {
+/// Tests that, each, some part of every trace matching `request` passes.
+fn seeds_of(request: &SearchRequest) -> Vec<PartFilter> {
+    let mut seeds = Vec::new();
     if request.status == Some(TraceStatus::Error) {
-        return Some(PartFilter::Error);
+        seeds.push(PartFilter::Error);
     }
     if let Some(name) = &request.root_name {
-        return Some(PartFilter::RootName(name.clone()));
+        seeds.push(PartFilter::RootName(name.clone()));
     }
     if let Some(service) = &request.root_service {
-        return Some(PartFilter::RootService(service.clone()));
+        seeds.push(PartFilter::RootService(service.clone()));
     }
-    request.service.clone().map(PartFilter::Service)
+    if let Some(service) = &request.service {
+        seeds.push(PartFilter::Service(service.clone()));
+    }
+    seeds
 }
 
 fn record(stats: &ReadStats) {

@@ -60,9 +60,16 @@ impl PartFilter {
     }
 
     fn evaluate(&self, batch: &RecordBatch) -> Result<BooleanArray, ArrowError> {
-        let column = batch.column(0);
-        let wrong =
-            || ArrowError::SchemaError(format!("column {} has another type", self.column()));
+        let column = batch
+            .column_by_name(self.column())
+            .ok_or_else(|| ArrowError::SchemaError(format!("column {} missing", self.column())))?;
+        let wrong = || {
+            ArrowError::SchemaError(format!(
+                "column {} is {}, not what the summary table holds",
+                self.column(),
+                column.data_type()
+            ))
+        };
         Ok(match self {
             PartFilter::Error => {
                 let counts = column
@@ -147,7 +154,7 @@ impl StoreReader {
         filter: &PartFilter,
         stats: &mut ReadStats,
     ) -> Result<Vec<TraceSummary>, StoreError> {
-        let batches = self.read_where(meta, window, filter, false, stats).await?;
+        let batches = self.read_where(meta, window, filter, stats).await?;
         let mut out = Vec::new();
         for batch in batches {
             out.extend(batch_to_summaries(&batch)?);
@@ -155,26 +162,62 @@ impl StoreReader {
         Ok(out)
     }
 
-    /// Trace ids of the block's parts that overlap `window` and pass `filter`; reads only
-    /// the trace id and the tested column.
-    pub async fn part_ids_where(
+    /// For each of `tests`, the trace ids of the block's parts in `window` that pass it; one
+    /// read decodes the trace id and the tested columns of the rows passing any test.
+    pub async fn part_ids_each(
         &self,
         meta: &BlockMeta,
         window: TimeWindow,
-        filter: &PartFilter,
+        tests: &[PartFilter],
         stats: &mut ReadStats,
-    ) -> Result<Vec<[u8; 16]>, StoreError> {
-        let batches = self.read_where(meta, window, filter, true, stats).await?;
-        let mut ids = Vec::new();
-        for batch in batches {
-            let array = batch
-                .column(0)
-                .as_any()
-                .downcast_ref::<FixedSizeBinaryArray>()
-                .ok_or_else(|| StoreError::Column("trace_id".into()))?;
-            ids.extend(array.iter().flatten().map(fixed_id));
+    ) -> Result<Vec<Vec<[u8; 16]>>, StoreError> {
+        let tally = Arc::new(Tally::default());
+        let read = async {
+            let (builder, groups, in_window) =
+                window_predicate(self, meta, window, stats, &tally).await?;
+            let schema = builder.parquet_schema();
+            let mut columns = Vec::new();
+            for test in tests {
+                columns.push(root_index(schema, test.column())?);
+            }
+            let tested = ProjectionMask::roots(schema, columns.iter().copied());
+            columns.push(root_index(schema, "trace_id")?);
+            let output = ProjectionMask::roots(schema, columns);
+            let all: Vec<PartFilter> = tests.to_vec();
+            let any = ArrowPredicateFn::new(tested, move |batch: RecordBatch| {
+                let mut passes = BooleanArray::from(vec![false; batch.num_rows()]);
+                for test in &all {
+                    passes = arrow::compute::or(&passes, &test.evaluate(&batch)?)?;
+                }
+                Ok(passes)
+            });
+            let filters: Vec<Box<dyn ArrowPredicate>> = vec![Box::new(in_window), Box::new(any)];
+            let builder = builder
+                .with_row_groups(groups)
+                .with_projection(output)
+                .with_row_filter(RowFilter::new(filters));
+            Ok::<_, StoreError>(builder.build()?.try_collect::<Vec<RecordBatch>>().await?)
         }
-        Ok(ids)
+        .await;
+        stats.bytes_read += tally.bytes();
+        stats.cache_hits += tally.hits();
+        self.fold(&tally);
+        let mut out = vec![Vec::new(); tests.len()];
+        for batch in read? {
+            let ids = batch
+                .column_by_name("trace_id")
+                .and_then(|c| c.as_any().downcast_ref::<FixedSizeBinaryArray>())
+                .ok_or_else(|| StoreError::Column("trace_id".into()))?;
+            for (test, found) in tests.iter().zip(out.iter_mut()) {
+                let passes = test.evaluate(&batch)?;
+                for row in 0..batch.num_rows() {
+                    if passes.value(row) {
+                        found.push(fixed_id(ids.value(row)));
+                    }
+                }
+            }
+        }
+        Ok(out)
     }
 
     async fn read_where(
@@ -182,7 +225,6 @@ impl StoreReader {
         meta: &BlockMeta,
         window: TimeWindow,
         filter: &PartFilter,
-        ids_only: bool,
         stats: &mut ReadStats,
     ) -> Result<Vec<RecordBatch>, StoreError> {
         let tally = Arc::new(Tally::default());
@@ -195,16 +237,9 @@ impl StoreReader {
             let passes =
                 ArrowPredicateFn::new(tested, move |batch: RecordBatch| test.evaluate(&batch));
             let filters: Vec<Box<dyn ArrowPredicate>> = vec![Box::new(in_window), Box::new(passes)];
-            let mut builder = builder
+            let builder = builder
                 .with_row_groups(groups)
                 .with_row_filter(RowFilter::new(filters));
-            if ids_only {
-                let ids = ProjectionMask::roots(
-                    schema_of(&builder),
-                    [root_index(schema_of(&builder), "trace_id")?],
-                );
-                builder = builder.with_projection(ids);
-            }
             Ok::<_, StoreError>(builder.build()?.try_collect().await?)
         }
         .await;
@@ -259,12 +294,6 @@ fn entries(lists: &ListArray) -> std::ops::Range<usize> {
         (Some(&first), Some(&last)) => first as usize..last as usize,
         _ => 0..0,
     }
-}
-
-fn schema_of<T>(
-    builder: &parquet::arrow::arrow_reader::ArrowReaderBuilder<T>,
-) -> &parquet::schema::types::SchemaDescriptor {
-    builder.parquet_schema()
 }
 
 fn collect_values(
