@@ -87,6 +87,9 @@ async fn main() {
     }
     let ids: Vec<[u8; 16]> = ids.choose_multiple(&mut rng, LOOKUPS).copied().collect();
 
+    // SPANLINE_BENCH_ONLY=search skips the lookups (for profiling the search).
+    let only_search = std::env::var("SPANLINE_BENCH_ONLY").is_ok_and(|v| v == "search");
+    let ids = if only_search { Vec::new() } else { ids };
     let mut cold = Vec::new();
     for id in &ids {
         let fresh = engine(&url);
@@ -95,7 +98,9 @@ async fn main() {
         cold.push(started.elapsed());
         assert!(found.is_some(), "a listed trace must be found");
     }
-    report("trace by id, cold caches", cold);
+    if !cold.is_empty() {
+        report("trace by id, cold caches", cold);
+    }
     for id in &ids {
         warm.trace(&tenant, id, None).await.expect("trace");
     }
@@ -105,7 +110,9 @@ async fn main() {
         warm.trace(&tenant, id, None).await.expect("trace");
         hot.push(started.elapsed());
     }
-    report("trace by id, warm", hot);
+    if !hot.is_empty() {
+        report("trace by id, warm", hot);
+    }
 
     let request = SearchRequest {
         window: Some(TimeWindow {

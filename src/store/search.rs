@@ -68,9 +68,10 @@ impl StoreReader {
         };
         let (builder, groups, overlaps) =
             window_predicate(self, meta, window, stats, tally).await?;
-        let builder = builder
-            .with_row_groups(groups)
-            .with_row_filter(RowFilter::new(vec![Box::new(overlaps)]));
+        let mut builder = builder.with_row_groups(groups);
+        if !overlaps.is_empty() {
+            builder = builder.with_row_filter(RowFilter::new(overlaps));
+        }
         Ok(builder.build()?.try_collect().await?)
     }
 
@@ -162,7 +163,8 @@ impl StoreReader {
 }
 
 /// Opens a block's summary table for a window: its reader, the row groups the time
-/// statistics leave, and the predicate keeping parts that overlap the window.
+/// statistics leave, and the predicate keeping parts that overlap the window (none when
+/// the whole block lies inside it, so no time column is decoded).
 pub(super) async fn window_predicate(
     reader: &StoreReader,
     meta: &BlockMeta,
@@ -173,9 +175,7 @@ pub(super) async fn window_predicate(
     (
         parquet::arrow::ParquetRecordBatchStreamBuilder<super::object_reader::ObjectReader>,
         Vec<usize>,
-        ArrowPredicateFn<
-            impl FnMut(RecordBatch) -> Result<BooleanArray, ArrowError> + Send + 'static,
-        >,
+        Vec<Box<dyn ArrowPredicate>>,
     ),
     StoreError,
 > {
@@ -185,6 +185,11 @@ pub(super) async fn window_predicate(
         .await?;
     let groups = prune(builder.metadata(), "start_time", "end_time", window);
     stats.row_groups_read += groups.len() as u64;
+    if window.start_unix_nano <= meta.min_start_unix_nano
+        && meta.max_end_unix_nano <= window.end_unix_nano
+    {
+        return Ok((builder, groups, Vec::new()));
+    }
     let schema = builder.parquet_schema();
     let times = [
         root_index(schema, "start_time")?,
@@ -202,7 +207,7 @@ pub(super) async fn window_predicate(
             .map(|(s, e)| Some(window.overlaps(s? as u64, e? as u64)))
             .collect::<BooleanArray>())
     });
-    Ok((builder, groups, overlaps))
+    Ok((builder, groups, vec![Box::new(overlaps)]))
 }
 
 fn times_of<'a>(

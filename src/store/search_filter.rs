@@ -12,7 +12,7 @@ use arrow::array::{
 use arrow::error::ArrowError;
 use futures::TryStreamExt;
 use parquet::arrow::ProjectionMask;
-use parquet::arrow::arrow_reader::{ArrowPredicate, ArrowPredicateFn, RowFilter};
+use parquet::arrow::arrow_reader::{ArrowPredicateFn, RowFilter};
 
 use super::index::BlockMeta;
 use super::object_reader::Tally;
@@ -191,7 +191,8 @@ impl StoreReader {
                 }
                 Ok(passes)
             });
-            let filters: Vec<Box<dyn ArrowPredicate>> = vec![Box::new(in_window), Box::new(any)];
+            let mut filters = in_window;
+            filters.push(Box::new(any));
             let builder = builder
                 .with_row_groups(groups)
                 .with_projection(output)
@@ -236,7 +237,8 @@ impl StoreReader {
             let test = filter.clone();
             let passes =
                 ArrowPredicateFn::new(tested, move |batch: RecordBatch| test.evaluate(&batch));
-            let filters: Vec<Box<dyn ArrowPredicate>> = vec![Box::new(in_window), Box::new(passes)];
+            let mut filters = in_window;
+            filters.push(Box::new(passes));
             let builder = builder
                 .with_row_groups(groups)
                 .with_row_filter(RowFilter::new(filters));
@@ -268,10 +270,10 @@ impl StoreReader {
                 return Ok(Vec::new());
             };
             let output = ProjectionMask::roots(schema, [index]);
-            let builder = builder
-                .with_row_groups(groups)
-                .with_projection(output)
-                .with_row_filter(RowFilter::new(vec![Box::new(in_window)]));
+            let mut builder = builder.with_row_groups(groups).with_projection(output);
+            if !in_window.is_empty() {
+                builder = builder.with_row_filter(RowFilter::new(in_window));
+            }
             Ok::<_, StoreError>(builder.build()?.try_collect().await?)
         }
         .await;
