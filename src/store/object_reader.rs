@@ -138,6 +138,20 @@ impl FooterCache {
         size: u64,
         tally: &Arc<Tally>,
     ) -> Result<ParquetRecordBatchStreamBuilder<ObjectReader>, StoreError> {
+        let (reader, metadata) = self.footer(store, path, size, tally).await?;
+        Ok(ParquetRecordBatchStreamBuilder::new_with_metadata(
+            reader, metadata,
+        ))
+    }
+
+    /// A reader of `path` and its parsed footer, from the cache when there.
+    pub async fn footer(
+        &self,
+        store: &Arc<dyn ObjectStore>,
+        path: &str,
+        size: u64,
+        tally: &Arc<Tally>,
+    ) -> Result<(ObjectReader, ArrowReaderMetadata), StoreError> {
         let mut reader = ObjectReader {
             store: store.clone(),
             path: Path::from(path),
@@ -156,8 +170,6 @@ impl FooterCache {
                 metadata
             }
         };
-        Ok(ParquetRecordBatchStreamBuilder::new_with_metadata(
-            reader, metadata,
-        ))
+        Ok((reader, metadata))
     }
 }

@@ -5,13 +5,11 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use arrow::array::{BooleanArray, FixedSizeBinaryArray, RecordBatch};
-use futures::TryStreamExt;
+use arrow::array::RecordBatch;
+use futures::{StreamExt, TryStreamExt};
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt};
 use opentelemetry_proto::tonic::trace::v1::ResourceSpans;
-use parquet::arrow::ProjectionMask;
-use parquet::arrow::arrow_reader::{ArrowPredicateFn, RowFilter};
 
 use super::decode::batches_to_resource_spans;
 use super::index::BlockMeta;
@@ -20,8 +18,15 @@ use super::live::merge_spans;
 use super::object_reader::{FooterCache, ObjectReader, Tally};
 use super::{StoreError, TimeWindow};
 
+mod lookup;
+mod pages;
+
 /// How many parsed Parquet footers a reader keeps.
 const FOOTER_CACHE_ENTRIES: usize = 1024;
+
+/// How many blocks one trace lookup reads at once: a trace's spans are usually spread over
+/// many blocks, and each read is mostly decoding, so they run as tasks on the runtime.
+const LOOKUP_READS_IN_FLIGHT: usize = 8;
 
 /// What one read did, for query statistics and tests.
 #[derive(Debug, Default, Clone, Copy)]
@@ -126,7 +131,7 @@ impl StoreReader {
         let tally = Arc::new(Tally::default());
         let blocks = self.visible(tenant, window, &tally).await;
         self.fold(&tally);
-        blocks
+        Ok(blocks?.iter().map(|m| BlockMeta::clone(m)).collect())
     }
 
     async fn visible(
@@ -134,7 +139,7 @@ impl StoreReader {
         tenant: &str,
         window: Option<TimeWindow>,
         tally: &Tally,
-    ) -> Result<Vec<BlockMeta>, StoreError> {
+    ) -> Result<Vec<Arc<BlockMeta>>, StoreError> {
         let all = self.indexes(tenant, tally).await?;
         let replaced: HashSet<&str> = all
             .iter()
@@ -146,7 +151,7 @@ impl StoreReader {
             .filter(|m| {
                 window.is_none_or(|w| w.overlaps(m.min_start_unix_nano, m.max_end_unix_nano))
             })
-            .map(|m| BlockMeta::clone(m))
+            .cloned()
             .collect();
         Ok(visible)
     }
@@ -248,7 +253,7 @@ impl StoreReader {
         stats: &mut ReadStats,
         tally: &Arc<Tally>,
     ) -> Result<Vec<Vec<ResourceSpans>>, StoreError> {
-        let mut parts = Vec::new();
+        let mut reads = Vec::new();
         for meta in self.visible(tenant, window, tally).await? {
             stats.blocks_inspected += 1;
             if !meta.may_contain(trace_id) {
@@ -256,49 +261,46 @@ impl StoreReader {
             }
             let groups = meta.row_groups_for(trace_id);
             stats.row_groups_read += groups.len() as u64;
-            let batches = if groups.is_empty() {
-                Vec::new()
-            } else {
-                self.read_trace(&meta, groups, trace_id, tally).await?
-            };
-            if batches.iter().all(|b| b.num_rows() == 0) {
+            if groups.is_empty() {
                 stats.bloom_false_positives += 1;
                 continue;
             }
-            parts.push(batches_to_resource_spans(&batches)?);
+            let (reader, id, tally) = (self.clone(), trace_id.to_vec(), tally.clone());
+            // Spawned when the buffer below polls it, so at most a few run at once.
+            reads.push(async move {
+                tokio::spawn(async move { reader.block_trace(&meta, &groups, &id, &tally).await })
+                    .await
+            });
+        }
+        let mut results = futures::stream::iter(reads).buffered(LOOKUP_READS_IN_FLIGHT);
+        let mut parts = Vec::new();
+        while let Some(result) = results.next().await {
+            match result.map_err(|e| StoreError::Task(e.to_string()))?? {
+                Some(part) => parts.push(part),
+                None => stats.bloom_false_positives += 1,
+            }
         }
         Ok(parts)
     }
 
-    /// Reads the rows of one trace: the trace id column is decoded first and the other
-    /// columns only for its rows.
-    async fn read_trace(
+    /// The spans of one trace in one block, as OTLP; `None` when it holds none.
+    async fn block_trace(
         &self,
         meta: &BlockMeta,
-        groups: Vec<usize>,
+        groups: &[usize],
         trace_id: &[u8],
         tally: &Arc<Tally>,
-    ) -> Result<Vec<RecordBatch>, StoreError> {
-        let builder = self.open(&meta.spans_path, meta.spans_bytes, tally).await?;
-        let id_column = root_index(builder.parquet_schema(), "trace_id")?;
-        let mask = ProjectionMask::roots(builder.parquet_schema(), [id_column]);
-        let wanted = trace_id.to_vec();
-        let predicate = ArrowPredicateFn::new(mask, move |batch: RecordBatch| {
-            let ids = batch
-                .column(0)
-                .as_any()
-                .downcast_ref::<FixedSizeBinaryArray>()
-                .ok_or_else(|| arrow::error::ArrowError::SchemaError("trace_id".into()))?;
-            Ok(ids
-                .iter()
-                .map(|id| Some(id == Some(&wanted[..])))
-                .collect::<BooleanArray>())
-        });
-        let stream = builder
-            .with_row_groups(groups)
-            .with_row_filter(RowFilter::new(vec![Box::new(predicate)]))
-            .build()?;
-        Ok(stream.try_collect().await?)
+    ) -> Result<Option<Vec<ResourceSpans>>, StoreError> {
+        let (mut reader, metadata) = self
+            .inner
+            .footers
+            .footer(&self.inner.store, &meta.spans_path, meta.spans_bytes, tally)
+            .await?;
+        let batches = lookup::trace_rows(&mut reader, &metadata, groups, trace_id).await?;
+        if batches.iter().all(|b| b.num_rows() == 0) {
+            return Ok(None);
+        }
+        batches_to_resource_spans(&batches).map(Some)
     }
 
     /// Every span of one block, as OTLP.

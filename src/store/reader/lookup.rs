@@ -1,0 +1,101 @@
+//! The rows of one trace in one span file: per candidate row group, the trace id column is
+//! fetched and decoded first, and the other columns are fetched and decoded only for the
+//! row groups that hold the trace, only at its rows.
+
+use arrow::array::{BooleanArray, FixedSizeBinaryArray, RecordBatch};
+use parquet::arrow::ProjectionMask;
+use parquet::arrow::arrow_reader::{ArrowReaderMetadata, ParquetRecordBatchReader, RowSelection};
+use parquet::arrow::async_reader::AsyncFileReader;
+use parquet::arrow::{FieldLevels, parquet_to_arrow_field_levels};
+
+use super::pages::RowGroupBytes;
+use super::root_index;
+use crate::store::StoreError;
+use crate::store::object_reader::ObjectReader;
+
+/// Rows decoded per batch once the trace's rows are known (a trace is rarely larger).
+const BATCH_ROWS: usize = 8192;
+
+/// The rows of `trace_id` in row groups `groups` of the file `reader` reads.
+pub(super) async fn trace_rows(
+    reader: &mut ObjectReader,
+    metadata: &ArrowReaderMetadata,
+    groups: &[usize],
+    trace_id: &[u8],
+) -> Result<Vec<RecordBatch>, StoreError> {
+    let parquet = metadata.metadata();
+    let schema = parquet.file_metadata().schema_descr();
+    let fields = metadata.schema().fields();
+    let id_mask = ProjectionMask::roots(schema, [root_index(schema, "trace_id")?]);
+    let id_levels = parquet_to_arrow_field_levels(schema, id_mask.clone(), Some(fields))?;
+    let all_levels = parquet_to_arrow_field_levels(schema, ProjectionMask::all(), Some(fields))?;
+    let mut out = Vec::new();
+    for &group in groups {
+        if group >= parquet.num_row_groups() {
+            return Err(StoreError::Column(format!("row group {group}")));
+        }
+        let mut bytes = RowGroupBytes::new(parquet, group);
+        fetch(reader, &mut bytes, &id_mask).await?;
+        let Some(selection) = matching_rows(&bytes, &id_levels, trace_id)? else {
+            continue;
+        };
+        fetch(reader, &mut bytes, &ProjectionMask::all()).await?;
+        let rows = ParquetRecordBatchReader::try_new_with_row_groups(
+            &all_levels,
+            &bytes,
+            BATCH_ROWS,
+            Some(selection),
+        )?;
+        for batch in rows {
+            out.push(batch?);
+        }
+    }
+    Ok(out)
+}
+
+/// Fetches the chunks of the columns in `mask` that `bytes` does not hold yet, in one call
+/// so the store can merge neighbouring ranges.
+async fn fetch(
+    reader: &mut ObjectReader,
+    bytes: &mut RowGroupBytes<'_>,
+    mask: &ProjectionMask,
+) -> Result<(), StoreError> {
+    let missing = bytes.missing(mask);
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let ranges = missing.iter().map(|(_, range)| range.clone()).collect();
+    let data = reader.get_byte_ranges(ranges).await?;
+    for ((column, range), data) in missing.into_iter().zip(data) {
+        bytes.insert(column, range.start, data);
+    }
+    Ok(())
+}
+
+/// The rows of the row group whose trace id is `trace_id`; `None` when there are none.
+pub(super) fn matching_rows(
+    bytes: &RowGroupBytes<'_>,
+    id_levels: &FieldLevels,
+    trace_id: &[u8],
+) -> Result<Option<RowSelection>, StoreError> {
+    use parquet::arrow::arrow_reader::RowGroups;
+    let rows = bytes.num_rows().max(1);
+    let ids = ParquetRecordBatchReader::try_new_with_row_groups(id_levels, bytes, rows, None)?;
+    let mut masks = Vec::new();
+    let mut found = false;
+    for batch in ids {
+        let batch = batch?;
+        let column = batch
+            .column(0)
+            .as_any()
+            .downcast_ref::<FixedSizeBinaryArray>()
+            .ok_or_else(|| StoreError::Column("trace_id".into()))?;
+        let mask: BooleanArray = column.iter().map(|id| Some(id == Some(trace_id))).collect();
+        found |= mask.true_count() > 0;
+        masks.push(mask);
+    }
+    Ok(found.then(|| RowSelection::from_filters(&masks)))
+}
+
+#[cfg(test)]
+mod tests;
