@@ -18,7 +18,7 @@ use super::live::merge_spans;
 use super::object_reader::{FooterCache, ObjectReader, Tally};
 use super::{StoreError, TimeWindow};
 
-mod lookup;
+pub(super) mod lookup;
 mod pages;
 
 /// How many parsed Parquet footers a reader keeps.
@@ -85,6 +85,25 @@ impl StoreReader {
         self.inner
             .cache_hits
             .fetch_add(tally.hits(), Ordering::Relaxed);
+    }
+
+    /// A reader and the (cached) footer of one Parquet object of the store.
+    pub(super) async fn footer(
+        &self,
+        path: &str,
+        size: u64,
+        tally: &Arc<Tally>,
+    ) -> Result<
+        (
+            ObjectReader,
+            parquet::arrow::arrow_reader::ArrowReaderMetadata,
+        ),
+        StoreError,
+    > {
+        self.inner
+            .footers
+            .footer(&self.inner.store, path, size, tally)
+            .await
     }
 
     /// A stream builder over one Parquet object of the store.

@@ -242,7 +242,12 @@ fn map_matches(map: &MapArray, key: &str, value: &str) -> BooleanArray {
 
 /// Row groups whose statistics allow a row with `min(low) <= window.end` and
 /// `max(high) >= window.start`; a group without statistics is kept.
-fn prune(metadata: &ParquetMetaData, low: &str, high: &str, window: TimeWindow) -> Vec<usize> {
+pub(super) fn prune(
+    metadata: &ParquetMetaData,
+    low: &str,
+    high: &str,
+    window: TimeWindow,
+) -> Vec<usize> {
     let columns = metadata.file_metadata().schema_descr().columns();
     let leaf = |name: &str| columns.iter().position(|c| c.path().string() == name);
     let (low, high) = (leaf(low), leaf(high));

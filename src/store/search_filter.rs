@@ -7,17 +7,16 @@ use std::sync::Arc;
 
 use arrow::array::{
     Array, AsArray, BooleanArray, FixedSizeBinaryArray, ListArray, MapArray, RecordBatch,
-    StringArray, StructArray, UInt32Array,
+    StringArray, StructArray, TimestampNanosecondArray, UInt32Array,
 };
 use arrow::error::ArrowError;
-use futures::TryStreamExt;
 use parquet::arrow::ProjectionMask;
-use parquet::arrow::arrow_reader::{ArrowPredicateFn, RowFilter};
 
 use super::index::BlockMeta;
 use super::object_reader::Tally;
+use super::reader::lookup::{RowTest, rows_where};
 use super::reader::{ReadStats, StoreReader, root_index};
-use super::search::window_predicate;
+use super::search::prune;
 use super::summary::{TraceSummary, fixed_id};
 use super::summary_table::batch_to_summaries;
 use super::{StoreError, TimeWindow};
@@ -171,40 +170,21 @@ impl StoreReader {
         tests: &[PartFilter],
         stats: &mut ReadStats,
     ) -> Result<Vec<Vec<[u8; 16]>>, StoreError> {
-        let tally = Arc::new(Tally::default());
-        let read = async {
-            let (builder, groups, in_window) =
-                window_predicate(self, meta, window, stats, &tally).await?;
-            let schema = builder.parquet_schema();
-            let mut columns = Vec::new();
+        let columns: Vec<&str> = tests.iter().map(PartFilter::column).collect();
+        let any = |batch: &RecordBatch| -> Result<BooleanArray, StoreError> {
+            let mut passes = BooleanArray::from(vec![false; batch.num_rows()]);
             for test in tests {
-                columns.push(root_index(schema, test.column())?);
+                passes = arrow::compute::or(&passes, &test.evaluate(batch)?)?;
             }
-            let tested = ProjectionMask::roots(schema, columns.iter().copied());
-            columns.push(root_index(schema, "trace_id")?);
-            let output = ProjectionMask::roots(schema, columns);
-            let all: Vec<PartFilter> = tests.to_vec();
-            let any = ArrowPredicateFn::new(tested, move |batch: RecordBatch| {
-                let mut passes = BooleanArray::from(vec![false; batch.num_rows()]);
-                for test in &all {
-                    passes = arrow::compute::or(&passes, &test.evaluate(&batch)?)?;
-                }
-                Ok(passes)
-            });
-            let mut filters = in_window;
-            filters.push(Box::new(any));
-            let builder = builder
-                .with_row_groups(groups)
-                .with_projection(output)
-                .with_row_filter(RowFilter::new(filters));
-            Ok::<_, StoreError>(builder.build()?.try_collect::<Vec<RecordBatch>>().await?)
-        }
-        .await;
-        stats.bytes_read += tally.bytes();
-        stats.cache_hits += tally.hits();
-        self.fold(&tally);
+            Ok(passes)
+        };
+        let mut output = columns.clone();
+        output.push("trace_id");
+        let batches = self
+            .summary_rows(meta, window, Some((&columns, &any)), Some(&output), stats)
+            .await?;
         let mut out = vec![Vec::new(); tests.len()];
-        for batch in read? {
+        for batch in batches {
             let ids = batch
                 .column_by_name("trace_id")
                 .and_then(|c| c.as_any().downcast_ref::<FixedSizeBinaryArray>())
@@ -228,27 +208,9 @@ impl StoreReader {
         filter: &PartFilter,
         stats: &mut ReadStats,
     ) -> Result<Vec<RecordBatch>, StoreError> {
-        let tally = Arc::new(Tally::default());
-        let read = async {
-            let (builder, groups, in_window) =
-                window_predicate(self, meta, window, stats, &tally).await?;
-            let schema = builder.parquet_schema();
-            let tested = ProjectionMask::roots(schema, [root_index(schema, filter.column())?]);
-            let test = filter.clone();
-            let passes =
-                ArrowPredicateFn::new(tested, move |batch: RecordBatch| test.evaluate(&batch));
-            let mut filters = in_window;
-            filters.push(Box::new(passes));
-            let builder = builder
-                .with_row_groups(groups)
-                .with_row_filter(RowFilter::new(filters));
-            Ok::<_, StoreError>(builder.build()?.try_collect().await?)
-        }
-        .await;
-        stats.bytes_read += tally.bytes();
-        stats.cache_hits += tally.hits();
-        self.fold(&tally);
-        read
+        let test = |batch: &RecordBatch| Ok(filter.evaluate(batch)?);
+        self.summary_rows(meta, window, Some((&[filter.column()], &test)), None, stats)
+            .await
     }
 
     /// The distinct values of one summary column over the block's parts in `window`,
@@ -260,33 +222,104 @@ impl StoreReader {
         column: &ValueColumn,
         stats: &mut ReadStats,
     ) -> Result<BTreeSet<String>, StoreError> {
-        let tally = Arc::new(Tally::default());
-        let read = async {
-            let (builder, groups, in_window) =
-                window_predicate(self, meta, window, stats, &tally).await?;
-            let schema = builder.parquet_schema();
-            let Ok(index) = root_index(schema, column.column()) else {
-                // Older blocks have no operations column.
-                return Ok(Vec::new());
-            };
-            let output = ProjectionMask::roots(schema, [index]);
-            let mut builder = builder.with_row_groups(groups).with_projection(output);
-            if !in_window.is_empty() {
-                builder = builder.with_row_filter(RowFilter::new(in_window));
-            }
-            Ok::<_, StoreError>(builder.build()?.try_collect().await?)
-        }
-        .await;
-        stats.bytes_read += tally.bytes();
-        stats.cache_hits += tally.hits();
-        self.fold(&tally);
+        let batches = self
+            .summary_rows(meta, window, None, Some(&[column.column()]), stats)
+            .await?;
         let mut values = BTreeSet::new();
-        for batch in read? {
+        for batch in batches {
             collect_values(batch.column(0).as_ref(), column, &mut values)
                 .ok_or_else(|| StoreError::Column(column.column().to_string()))?;
         }
         Ok(values)
     }
+
+    /// Rows of a block's summary table that overlap `window` and pass `test` (which sees
+    /// its named columns), with the `output` columns (all without a list). A column this
+    /// block's format version lacks reads as no rows.
+    async fn summary_rows(
+        &self,
+        meta: &BlockMeta,
+        window: TimeWindow,
+        test: Option<(&[&str], RowTest<'_>)>,
+        output: Option<&[&str]>,
+        stats: &mut ReadStats,
+    ) -> Result<Vec<RecordBatch>, StoreError> {
+        stats.blocks_inspected += 1;
+        let tally = Arc::new(Tally::default());
+        let read = async {
+            let (mut reader, metadata) = self
+                .footer(&meta.traces_path, meta.traces_bytes, &tally)
+                .await?;
+            let schema = metadata.metadata().file_metadata().schema_descr();
+            let groups = prune(metadata.metadata(), "start_time", "end_time", window);
+            stats.row_groups_read += groups.len() as u64;
+            let inside = window.start_unix_nano <= meta.min_start_unix_nano
+                && meta.max_end_unix_nano <= window.end_unix_nano;
+            let mut tested: Vec<&str> = test
+                .map(|(columns, _)| columns.to_vec())
+                .unwrap_or_default();
+            if !inside {
+                tested.extend(["start_time", "end_time"]);
+            }
+            let mask = |names: &[&str]| -> Result<Option<ProjectionMask>, StoreError> {
+                let mut roots = Vec::new();
+                for name in names {
+                    match root_index(schema, name) {
+                        Ok(i) => roots.push(i),
+                        Err(_) => return Ok(None),
+                    }
+                }
+                Ok(Some(ProjectionMask::roots(schema, roots)))
+            };
+            let output = match output {
+                Some(names) => match mask(names)? {
+                    Some(m) => m,
+                    None => return Ok(Vec::new()),
+                },
+                None => ProjectionMask::all(),
+            };
+            let combined = |batch: &RecordBatch| -> Result<BooleanArray, StoreError> {
+                let mut passes = match test {
+                    Some((_, test)) => test(batch)?,
+                    None => BooleanArray::from(vec![true; batch.num_rows()]),
+                };
+                if !inside {
+                    passes = arrow::compute::and(&passes, &overlapping(batch, window)?)?;
+                }
+                Ok(passes)
+            };
+            let row_test = if tested.is_empty() {
+                None
+            } else {
+                match mask(&tested)? {
+                    Some(m) => Some((m, &combined as RowTest<'_>)),
+                    None => return Ok(Vec::new()),
+                }
+            };
+            rows_where(&mut reader, &metadata, &groups, row_test, output).await
+        }
+        .await;
+        stats.bytes_read += tally.bytes();
+        stats.cache_hits += tally.hits();
+        self.fold(&tally);
+        read
+    }
+}
+
+/// Per row: whether the part's [start, end] overlaps `window`.
+fn overlapping(batch: &RecordBatch, window: TimeWindow) -> Result<BooleanArray, StoreError> {
+    let times = |name: &str| {
+        batch
+            .column_by_name(name)
+            .and_then(|c| c.as_any().downcast_ref::<TimestampNanosecondArray>())
+            .ok_or_else(|| StoreError::Column(name.to_string()))
+    };
+    let (start, end) = (times("start_time")?, times("end_time")?);
+    Ok(start
+        .iter()
+        .zip(end.iter())
+        .map(|(s, e)| Some(window.overlaps(s.unwrap_or(0) as u64, e.unwrap_or(0) as u64)))
+        .collect())
 }
 
 /// The child indexes the rows of a list array cover (its values may hold more).

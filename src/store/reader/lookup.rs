@@ -53,6 +53,80 @@ pub(super) async fn trace_rows(
     Ok(out)
 }
 
+/// A test of the rows of one row group, seeing the columns it asked for.
+pub(crate) type RowTest<'a> = &'a (dyn Fn(&RecordBatch) -> Result<BooleanArray, StoreError> + Sync);
+
+/// The `output` columns of the rows of row groups `groups` that pass `test` (all rows
+/// without one): per row group the tested columns are fetched and decoded first, the rest
+/// only when some row passes, and only at those rows. Pages are decompressed with one zstd
+/// context per thread rather than one per column chunk.
+pub(crate) async fn rows_where(
+    reader: &mut ObjectReader,
+    metadata: &ArrowReaderMetadata,
+    groups: &[usize],
+    test: Option<(ProjectionMask, RowTest<'_>)>,
+    output: ProjectionMask,
+) -> Result<Vec<RecordBatch>, StoreError> {
+    let parquet = metadata.metadata();
+    let schema = parquet.file_metadata().schema_descr();
+    let fields = metadata.schema().fields();
+    let out_levels = parquet_to_arrow_field_levels(schema, output.clone(), Some(fields))?;
+    let test = match test {
+        Some((mask, test)) => {
+            let levels = parquet_to_arrow_field_levels(schema, mask.clone(), Some(fields))?;
+            Some((mask, levels, test))
+        }
+        None => None,
+    };
+    let mut out = Vec::new();
+    for &group in groups {
+        if group >= parquet.num_row_groups() {
+            return Err(StoreError::Column(format!("row group {group}")));
+        }
+        let mut bytes = RowGroupBytes::new(parquet, group);
+        let selection = match &test {
+            Some((mask, levels, test)) => {
+                fetch(reader, &mut bytes, mask).await?;
+                match passing_rows(&bytes, levels, test)? {
+                    Some(selection) => Some(selection),
+                    None => continue,
+                }
+            }
+            None => None,
+        };
+        fetch(reader, &mut bytes, &output).await?;
+        let rows = ParquetRecordBatchReader::try_new_with_row_groups(
+            &out_levels,
+            &bytes,
+            BATCH_ROWS,
+            selection,
+        )?;
+        for batch in rows {
+            out.push(batch?);
+        }
+    }
+    Ok(out)
+}
+
+/// The rows of the row group passing `test`; `None` when none does.
+fn passing_rows(
+    bytes: &RowGroupBytes<'_>,
+    levels: &FieldLevels,
+    test: RowTest<'_>,
+) -> Result<Option<RowSelection>, StoreError> {
+    use parquet::arrow::arrow_reader::RowGroups;
+    let rows = bytes.num_rows().max(1);
+    let tested = ParquetRecordBatchReader::try_new_with_row_groups(levels, bytes, rows, None)?;
+    let mut masks = Vec::new();
+    let mut found = false;
+    for batch in tested {
+        let mask = test(&batch?)?;
+        found |= mask.true_count() > 0;
+        masks.push(mask);
+    }
+    Ok(found.then(|| RowSelection::from_filters(&masks)))
+}
+
 /// Fetches the chunks of the columns in `mask` that `bytes` does not hold yet, in one call
 /// so the store can merge neighbouring ranges.
 async fn fetch(
