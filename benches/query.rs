@@ -7,6 +7,11 @@
 //! Cold means spanline's caches are empty (a new reader per lookup); the operating
 //! system's page cache is not dropped, so on local disk cold excludes device reads.
 
+// The allocator `spanline run` and `query-server` use, so latencies match theirs.
+#[cfg(feature = "mimalloc")]
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
