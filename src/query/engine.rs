@@ -282,19 +282,15 @@ impl QueryEngine {
         }
         let blocks = self.source.reader.blocks_in(tenant, Some(window)).await?;
         let reader = &self.source.reader;
-        let parts: Vec<(BTreeSet<String>, ReadStats)> = stream::iter(blocks)
-            .map(|meta| async move {
-                let mut stats = ReadStats::default();
-                let found = reader
-                    .column_values(&meta, window, column, &mut stats)
-                    .await?;
-                Ok::<_, StoreError>((found, stats))
-            })
-            .buffer_unordered(BLOCK_CONCURRENCY)
-            .try_collect()
-            .await?;
-        for (found, stats) in parts {
-            record(&stats);
+        let parts: Vec<BTreeSet<String>> = per_block(blocks, |meta| async move {
+            let mut stats = ReadStats::default();
+            let found = reader
+                .column_values(&meta, window, column, &mut stats)
+                .await?;
+            Ok((found, stats))
+        })
+        .await?;
+        for found in parts {
             values.extend(found);
         }
         Ok(values)
@@ -321,17 +317,14 @@ impl QueryEngine {
         let blocks = self.source.reader.blocks_in(tenant, Some(window)).await?;
         let reader = &self.source.reader;
         let tests = &seeds;
-        let found: Vec<(Vec<Vec<[u8; 16]>>, ReadStats)> = stream::iter(blocks.iter().cloned())
-            .map(|meta| async move {
-                let mut stats = ReadStats::default();
-                let ids = reader
-                    .part_ids_each(&meta, window, tests, &mut stats)
-                    .await?;
-                Ok::<_, StoreError>((ids, stats))
-            })
-            .buffer_unordered(BLOCK_CONCURRENCY)
-            .try_collect()
-            .await?;
+        let found: Vec<Vec<Vec<[u8; 16]>>> = per_block(blocks.iter().cloned(), |meta| async move {
+            let mut stats = ReadStats::default();
+            let found = reader
+                .part_ids_each(&meta, window, tests, &mut stats)
+                .await?;
+            Ok((found, stats))
+        })
+        .await?;
         // A matching trace has, for every test, some part passing it.
         let mut passing: Vec<HashSet<[u8; 16]>> = seeds
             .iter()
@@ -342,9 +335,8 @@ impl QueryEngine {
                     .collect()
             })
             .collect();
-        for (found, stats) in found {
-            record(&stats);
-            for (set, ids) in passing.iter_mut().zip(found) {
+        for per_test in found {
+            for (set, ids) in passing.iter_mut().zip(per_test) {
                 set.extend(ids);
             }
         }
@@ -359,23 +351,19 @@ impl QueryEngine {
         }
         let ids = Arc::new(ids);
         let every_part = &PartFilter::Ids(ids.clone());
-        let parts: Vec<(Vec<TraceSummary>, ReadStats)> = stream::iter(blocks)
-            .map(|meta| async move {
-                let mut stats = ReadStats::default();
-                let found = reader
-                    .summaries_where(&meta, window, every_part, &mut stats)
-                    .await?;
-                Ok::<_, StoreError>((found, stats))
-            })
-            .buffer_unordered(BLOCK_CONCURRENCY)
-            .try_collect()
-            .await?;
+        let parts: Vec<Vec<TraceSummary>> = per_block(blocks, |meta| async move {
+            let mut stats = ReadStats::default();
+            let found = reader
+                .summaries_where(&meta, window, every_part, &mut stats)
+                .await?;
+            Ok((found, stats))
+        })
+        .await?;
         let mut all: Vec<TraceSummary> = live
             .into_iter()
             .filter(|t| ids.contains(&t.trace_id))
             .collect();
-        for (found, stats) in parts {
-            record(&stats);
+        for found in parts {
             all.extend(found);
         }
         Ok(search::merge_parts(all))
@@ -398,19 +386,15 @@ impl QueryEngine {
         };
         let blocks = self.source.reader.blocks_in(tenant, Some(window)).await?;
         let reader = &self.source.reader;
-        let parts: Vec<(Vec<TraceSummary>, ReadStats)> = stream::iter(blocks)
-            .map(|meta| async move {
-                let mut stats = ReadStats::default();
-                let found = reader
-                    .summaries_counted(&meta, Some(window), &mut stats)
-                    .await?;
-                Ok::<_, StoreError>((found, stats))
-            })
-            .buffer_unordered(BLOCK_CONCURRENCY)
-            .try_collect()
-            .await?;
-        for (found, stats) in parts {
-            record(&stats);
+        let parts: Vec<Vec<TraceSummary>> = per_block(blocks, |meta| async move {
+            let mut stats = ReadStats::default();
+            let found = reader
+                .summaries_counted(&meta, Some(window), &mut stats)
+                .await?;
+            Ok((found, stats))
+        })
+        .await?;
+        for found in parts {
             all.extend(found);
         }
         Ok(search::merge_parts(all))
@@ -482,23 +466,42 @@ impl QueryEngine {
             None => HashSet::new(),
         };
         let reader = &self.source.reader;
-        let parts: Vec<(Vec<[u8; 16]>, ReadStats)> = stream::iter(blocks.iter().cloned())
-            .map(|meta| async move {
-                let mut stats = ReadStats::default();
-                let found = reader
-                    .scan_counted(&meta, window, predicate, &mut stats)
-                    .await?;
-                Ok::<_, StoreError>((found, stats))
-            })
-            .buffer_unordered(BLOCK_CONCURRENCY)
-            .try_collect()
-            .await?;
-        for (found, stats) in parts {
-            record(&stats);
+        let parts: Vec<Vec<[u8; 16]>> = per_block(blocks.iter().cloned(), |meta| async move {
+            let mut stats = ReadStats::default();
+            let found = reader
+                .scan_counted(&meta, window, predicate, &mut stats)
+                .await?;
+            Ok((found, stats))
+        })
+        .await?;
+        for found in parts {
             ids.extend(found);
         }
         Ok(ids)
     }
+}
+
+/// Runs `read` over every block, a few at once, and records what each read cost.
+async fn per_block<T, F, Fut>(
+    blocks: impl IntoIterator<Item = BlockMeta>,
+    read: F,
+) -> Result<Vec<T>, QueryError>
+where
+    F: Fn(BlockMeta) -> Fut,
+    Fut: std::future::Future<Output = Result<(T, ReadStats), StoreError>>,
+{
+    let parts: Vec<(T, ReadStats)> = stream::iter(blocks)
+        .map(read)
+        .buffer_unordered(BLOCK_CONCURRENCY)
+        .try_collect()
+        .await?;
+    Ok(parts
+        .into_iter()
+        .map(|(found, stats)| {
+            record(&stats);
+            found
+        })
+        .collect())
 }
 
 /// Tests that, each, some part of every trace matching `request` passes.
