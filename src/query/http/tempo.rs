@@ -82,19 +82,35 @@ fn wants_protobuf(headers: &HeaderMap) -> bool {
         .is_some_and(|v| v.contains("application/protobuf") || v.contains("application/x-protobuf"))
 }
 
+/// A trace in the encoding the request accepts: protobuf when asked, JSON otherwise.
+type Encoders = (
+    fn(&[crate::component::ResourceSpans]) -> Vec<u8>,
+    fn(&[crate::component::ResourceSpans]) -> serde_json::Value,
+);
+
+async fn answer_trace(
+    state: &Shared,
+    headers: &HeaderMap,
+    id: &str,
+    q: &HashMap<String, String>,
+    (protobuf, json): Encoders,
+) -> Result<Response, ApiError> {
+    let (_, spans) = find_trace(state, headers, id, q).await?;
+    if wants_protobuf(headers) {
+        let content_type = HeaderValue::from_static("application/protobuf");
+        return Ok(([(header::CONTENT_TYPE, content_type)], protobuf(&spans)).into_response());
+    }
+    Ok(axum::Json(json(&spans)).into_response())
+}
+
 async fn trace_v1(
     State(state): State<Shared>,
     headers: HeaderMap,
     Path(id): Path<String>,
     Query(q): Params,
 ) -> Result<Response, ApiError> {
-    let (_, spans) = find_trace(&state, &headers, &id, &q).await?;
-    if wants_protobuf(&headers) {
-        let body = otlp_json::tempo_trace_protobuf(&spans);
-        let content_type = HeaderValue::from_static("application/protobuf");
-        return Ok(([(header::CONTENT_TYPE, content_type)], body).into_response());
-    }
-    Ok(axum::Json(otlp_json::tempo_trace_json(&spans)).into_response())
+    let encoders: Encoders = (otlp_json::tempo_trace_protobuf, otlp_json::tempo_trace_json);
+    answer_trace(&state, &headers, &id, &q, encoders).await
 }
 
 async fn trace_v2(
@@ -103,13 +119,11 @@ async fn trace_v2(
     Path(id): Path<String>,
     Query(q): Params,
 ) -> Result<Response, ApiError> {
-    let (_, spans) = find_trace(&state, &headers, &id, &q).await?;
-    if wants_protobuf(&headers) {
-        let body = otlp_json::tempo_trace_v2_protobuf(&spans);
-        let content_type = HeaderValue::from_static("application/protobuf");
-        return Ok(([(header::CONTENT_TYPE, content_type)], body).into_response());
-    }
-    Ok(axum::Json(otlp_json::tempo_trace_v2_json(&spans)).into_response())
+    let encoders: Encoders = (
+        otlp_json::tempo_trace_v2_protobuf,
+        otlp_json::tempo_trace_v2_json,
+    );
+    answer_trace(&state, &headers, &id, &q, encoders).await
 }
 
 /// Builds a search from Tempo's parameters: `tags` (logfmt), `q` (TraceQL), `minDuration`,
