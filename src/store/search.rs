@@ -41,38 +41,17 @@ impl StoreReader {
         window: Option<TimeWindow>,
         stats: &mut ReadStats,
     ) -> Result<Vec<TraceSummary>, StoreError> {
-        let tally = Arc::new(Tally::default());
-        let batches = self.read_summaries(meta, window, stats, &tally).await;
-        self.finish(stats, &tally);
+        // Without a window every part is read: the window that holds every time.
+        let window = window.unwrap_or(TimeWindow {
+            start_unix_nano: 0,
+            end_unix_nano: i64::MAX as u64,
+        });
+        let batches = self.summary_rows(meta, window, None, None, stats).await?;
         let mut out = Vec::new();
-        for batch in batches? {
+        for batch in batches {
             out.extend(batch_to_summaries(&batch)?);
         }
         Ok(out)
-    }
-
-    async fn read_summaries(
-        &self,
-        meta: &BlockMeta,
-        window: Option<TimeWindow>,
-        stats: &mut ReadStats,
-        tally: &Arc<Tally>,
-    ) -> Result<Vec<RecordBatch>, StoreError> {
-        let Some(window) = window else {
-            stats.blocks_inspected += 1;
-            let builder = self
-                .open(&meta.traces_path, meta.traces_bytes, tally)
-                .await?;
-            stats.row_groups_read += builder.metadata().num_row_groups() as u64;
-            return Ok(builder.build()?.try_collect().await?);
-        };
-        let (builder, groups, overlaps) =
-            window_predicate(self, meta, window, stats, tally).await?;
-        let mut builder = builder.with_row_groups(groups);
-        if !overlaps.is_empty() {
-            builder = builder.with_row_filter(RowFilter::new(overlaps));
-        }
-        Ok(builder.build()?.try_collect().await?)
     }
 
     fn finish(&self, stats: &mut ReadStats, tally: &Tally) {
@@ -160,54 +139,6 @@ impl StoreReader {
             .build()?;
         Ok(stream.try_collect().await?)
     }
-}
-
-/// Opens a block's summary table for a window: its reader, the row groups the time
-/// statistics leave, and the predicate keeping parts that overlap the window (none when
-/// the whole block lies inside it, so no time column is decoded).
-pub(super) async fn window_predicate(
-    reader: &StoreReader,
-    meta: &BlockMeta,
-    window: TimeWindow,
-    stats: &mut ReadStats,
-    tally: &Arc<Tally>,
-) -> Result<
-    (
-        parquet::arrow::ParquetRecordBatchStreamBuilder<super::object_reader::ObjectReader>,
-        Vec<usize>,
-        Vec<Box<dyn ArrowPredicate>>,
-    ),
-    StoreError,
-> {
-    stats.blocks_inspected += 1;
-    let builder = reader
-        .open(&meta.traces_path, meta.traces_bytes, tally)
-        .await?;
-    let groups = prune(builder.metadata(), "start_time", "end_time", window);
-    stats.row_groups_read += groups.len() as u64;
-    if window.start_unix_nano <= meta.min_start_unix_nano
-        && meta.max_end_unix_nano <= window.end_unix_nano
-    {
-        return Ok((builder, groups, Vec::new()));
-    }
-    let schema = builder.parquet_schema();
-    let times = [
-        root_index(schema, "start_time")?,
-        root_index(schema, "end_time")?,
-    ];
-    let mask = ProjectionMask::roots(schema, times);
-    let overlaps = ArrowPredicateFn::new(mask, move |batch: RecordBatch| {
-        let (start, end) = (
-            times_of(&batch, "start_time")?,
-            times_of(&batch, "end_time")?,
-        );
-        Ok(start
-            .iter()
-            .zip(end.iter())
-            .map(|(s, e)| Some(window.overlaps(s? as u64, e? as u64)))
-            .collect::<BooleanArray>())
-    });
-    Ok((builder, groups, vec![Box::new(overlaps)]))
 }
 
 fn times_of<'a>(

@@ -236,7 +236,7 @@ impl StoreReader {
     /// Rows of a block's summary table that overlap `window` and pass `test` (which sees
     /// its named columns), with the `output` columns (all without a list). A column this
     /// block's format version lacks reads as no rows.
-    async fn summary_rows(
+    pub(super) async fn summary_rows(
         &self,
         meta: &BlockMeta,
         window: TimeWindow,
