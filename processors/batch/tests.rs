@@ -253,3 +253,26 @@ async fn spans_pass_unchanged() {
     let sent = feed(&mut p, input.clone()).await;
     assert_eq!(sent, vec![input]);
 }
+
+#[tokio::test(start_paused = true)]
+async fn an_idle_pipeline_sends_spans_whose_senders_wait_and_keeps_the_rest() {
+    let (mut p, handle) = build(config(100, 0, 200));
+    feed(&mut p, spans("free", 5)).await;
+    assert!(
+        flush(&mut p, FlushReason::Idle).await.is_empty(),
+        "nobody waits on these: they wait for size or timeout"
+    );
+    let (ack, waiter) = crate::component::ack::ack_pair();
+    let mut waited = spans("waited", 5);
+    waited.hold_ack(ack);
+    feed(&mut p, waited).await;
+    let sent = flush(&mut p, FlushReason::Idle).await;
+    assert_eq!(sent.len(), 1);
+    assert_eq!(sent[0].span_count(), 10, "everything held goes together");
+    assert!(p.next_flush().is_none());
+    drop(sent);
+    tokio::time::timeout(Duration::from_secs(1), waiter.wait())
+        .await
+        .expect("the sender is answered once the batch is released");
+    assert!(metric_line(&handle, "trigger=\"idle\"").ends_with(" 1"));
+}

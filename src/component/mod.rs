@@ -122,6 +122,10 @@ pub enum FlushReason {
     Timer,
     /// The processor's `wakeup` was notified.
     Wakeup,
+    /// The pipeline has no more input waiting. A processor holding data that senders
+    /// wait on (a durable exporter answers them only once it has the data) may emit it
+    /// now rather than make them wait for a timer.
+    Idle,
     /// The pipeline is stopping: emit everything held.
     Shutdown,
 }

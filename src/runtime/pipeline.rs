@@ -51,7 +51,12 @@ impl Pipeline {
                 biased;
                 _ = self.stop.cancelled() => break,
                 msg = self.inlet.recv() => match msg {
-                    Some(msg) => self.handle(msg).await,
+                    Some(msg) => {
+                        self.handle(msg).await;
+                        if self.inlet.is_empty() {
+                            self.flush(FlushReason::Idle).await;
+                        }
+                    }
                     None => break,
                 },
                 _ = sleep_until(deadline) => self.flush(FlushReason::Timer).await,
@@ -150,6 +155,7 @@ impl Pipeline {
             let due = match reason {
                 FlushReason::Shutdown => true,
                 FlushReason::Wakeup if slot.processor.wakeup().is_some() => true,
+                FlushReason::Idle => slot.processor.next_flush().is_some(),
                 _ => slot.processor.next_flush().is_some_and(|at| at <= now),
             };
             if !due {

@@ -115,6 +115,7 @@ async fn start(yaml: &str, sink: &Sink, hold: &Hold) -> Harness {
     let registry = Registry::empty()
         .with_receiver(probe)
         .with_processor(hold.clone())
+        .with_processor(crate::processors::batch::BatchProcessorFactory)
         .with_exporter(sink.clone());
     let config = load_str_with_env(yaml, "test.yaml", &registry, &|_| None)
         .expect("test config should load");
@@ -303,4 +304,35 @@ async fn a_durable_exporter_answers_the_sender_only_once_it_has_the_data() {
     assert!(matches!(answered, Ok(Ok(()))), "{answered:?}");
     h.service.shutdown(Duration::from_secs(5)).await;
     assert_eq!(sink.spans.lock().len(), 4);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_batch_in_front_of_a_durable_exporter_does_not_make_a_lone_sender_wait_for_its_timeout() {
+    let sink = Sink {
+        durable: true,
+        ..Sink::default()
+    };
+    let yaml = "
+receivers: { probe: {} }
+processors: { batch: { send_batch_size: 1000, timeout: 10s } }
+exporters: { sink: {} }
+service:
+  pipelines:
+    traces: { receivers: [probe], processors: [batch], exporters: [sink] }
+";
+    let mut h = start(yaml, &sink, &Hold::default()).await;
+    let started = tokio::time::Instant::now();
+    let answered = h.consumer.consume(Transport::Grpc, batch(0, 3)).await;
+    assert!(matches!(answered, Ok(())), "{answered:?}");
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "answered after {:?}: the batch waited for its timeout",
+        started.elapsed()
+    );
+    assert_eq!(
+        sink.spans.lock().len(),
+        3,
+        "answered once the exporter has the spans"
+    );
+    h.service.shutdown(Duration::from_secs(5)).await;
 }

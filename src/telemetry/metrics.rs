@@ -130,7 +130,7 @@ pub fn describe_all() {
     describe_counter!(
         BATCH_SENDS,
         Unit::Count,
-        "Batches sent by the batch processor, by trigger (size, timeout, shutdown)."
+        "Batches sent by the batch processor, by trigger (size, timeout, idle: senders waited on a durable exporter and no more input was queued, shutdown)."
     );
     describe_histogram!(
         BATCH_SEND_SIZE,
