@@ -130,6 +130,7 @@ run_spanline() {
         nop) ;;
         trace_store)
             exporter=trace_store
+            processors="${PROCESSORS:-[]}"
             exporter_config="{ url: file://$WORK/store, wal_dir: $WORK/wal }"
             ;;
         tail_sampling)

@@ -61,6 +61,9 @@ pub struct TraceStoreConfig {
     pub wal_max_bytes: ByteSize,
     /// Bytes: a block is cut once its spans' OTLP size reaches this (uncompressed).
     pub max_block_bytes: ByteSize,
+    /// Bytes: the OTLP size of all open blocks together (every tenant and hour); above it
+    /// the largest is cut early, so memory stays bounded however many tenants write.
+    pub max_buffer_bytes: ByteSize,
     /// Duration: a block is cut once its oldest span has waited this long.
     pub max_block_age: HumanDuration,
     /// Spans per Parquet row group of the span table.
@@ -87,6 +90,7 @@ impl Default for TraceStoreConfig {
             wal_dir: "./spanline-data/wal".to_string(),
             wal_max_bytes: ByteSize(2 << 30),
             max_block_bytes: ByteSize::mib(128),
+            max_buffer_bytes: ByteSize::mib(256),
             max_block_age: HumanDuration::from_secs(300),
             row_group_spans: 10_000,
             compression: Compression::Zstd,
@@ -123,6 +127,12 @@ impl ComponentConfig for TraceStoreConfig {
                     "must be at least max_block_bytes ({}), got {}",
                     self.max_block_bytes, self.wal_max_bytes
                 ),
+            );
+        }
+        if self.max_buffer_bytes.bytes() < 1 << 20 {
+            problems.error(
+                "max_buffer_bytes",
+                format!("must be at least 1MiB, got {}", self.max_buffer_bytes),
             );
         }
         if self.max_block_age.is_zero() {
@@ -188,6 +198,7 @@ impl TraceStoreConfig {
     pub fn writer(&self) -> WriterConfig {
         WriterConfig {
             max_block_bytes: self.max_block_bytes.bytes(),
+            max_buffer_bytes: self.max_buffer_bytes.bytes(),
             max_block_age: self.max_block_age.get(),
             row_group_spans: self.row_group_spans,
             zstd_level: match self.compression {

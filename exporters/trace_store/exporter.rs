@@ -26,7 +26,7 @@ use crate::store::reader::StoreReader;
 use crate::store::retention::{self, RetentionPolicy};
 use crate::store::summary::TraceSummary;
 use crate::store::writer::Rows;
-use crate::store::writer::{BlockWriter, write_block};
+use crate::store::writer::{BlockWriter, stage, write_block};
 use crate::store::{SpanPredicate, TimeWindow};
 use crate::store::{StoreError, WriteAheadLog};
 
@@ -316,8 +316,8 @@ impl Exporter for TraceStoreExporter {
                 return Err(ExportError::permanent(message));
             }
         }
-        let buffered = self.shared.writer.lock().await.buffered_bytes();
-        // An empty buffer always takes a batch, so one oversized batch cannot wedge the store.
+        let buffered = self.shared.writer.lock().await.uncommitted_bytes();
+        // An empty store always takes a batch, so one oversized batch cannot wedge it.
         if buffered > 0 && buffered + batch.size_hint() as u64 > self.shared.max_uncommitted {
             return Err(ExportError::Retryable {
                 message: format!(
@@ -327,13 +327,20 @@ impl Exporter for TraceStoreExporter {
                 retry_after: Some(Duration::from_secs(5)),
             });
         }
+        // Converted before the log sees the batch (a span the store cannot take is refused
+        // without being logged) and outside the writer's lock (queries keep reading).
+        let staged = stage(
+            &batch.resource_spans,
+            batch.size_hint() as u64,
+            &self.shared.indexed_attributes,
+        )
+        .map_err(|e| ExportError::permanent(e.to_string()))?;
         let seq = self.record(batch).await?;
         self.shared
             .writer
             .lock()
             .await
-            .add(&batch.resource_spans, seq, Instant::now())
-            .map_err(|e| ExportError::permanent(e.to_string()))?;
+            .insert(staged, seq, Instant::now());
         // Encoding and uploading a full block takes seconds: the committer task does it,
         // and `wal_max_bytes` pushes back if it falls behind.
         self.shared.full.notify_one();
@@ -358,7 +365,7 @@ impl Exporter for TraceStoreExporter {
     }
 
     async fn healthcheck(&mut self) -> Health {
-        let buffered = self.shared.writer.lock().await.buffered_bytes();
+        let buffered = self.shared.writer.lock().await.uncommitted_bytes();
         if buffered > self.shared.max_uncommitted / 2 {
             return Health::Unhealthy(format!("{buffered} bytes of spans wait for object storage"));
         }
@@ -399,8 +406,7 @@ impl LiveView for Shared {
 
     async fn summaries(&self, tenant: &str, window: TimeWindow) -> Vec<TraceSummary> {
         let rows = self.live_rows(tenant).await;
-        let indexed = self.indexed_attributes.clone();
-        off_thread(move || live::rows_summaries(&rows, window, &indexed)).await
+        off_thread(move || live::rows_summaries(&rows, window)).await
     }
 
     async fn scan(

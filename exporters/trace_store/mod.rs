@@ -41,6 +41,7 @@ impl ExporterFactory for TraceStoreExporterFactory {
   wal_dir: ./spanline-data/wal
   wal_max_bytes: 2GiB
   max_block_bytes: 128MiB
+  max_buffer_bytes: 256MiB
   max_block_age: 5m
   row_group_spans: 10000
   compression: zstd

@@ -24,11 +24,48 @@ pub struct Origin {
     pub scope: InstrumentationScope,
 }
 
-/// One span waiting in a block buffer.
+/// An owned span with its origin (built by tests and by readers of decoded spans).
 #[derive(Debug, Clone)]
 pub struct SpanRow {
     pub origin: Arc<Origin>,
     pub span: Span,
+}
+
+impl SpanRow {
+    pub fn borrowed(&self) -> SpanRef<'_> {
+        SpanRef {
+            span: &self.span,
+            origin: self.origin.borrowed(),
+        }
+    }
+}
+
+impl Origin {
+    pub fn borrowed(&self) -> OriginRef<'_> {
+        OriginRef {
+            tenant: &self.tenant,
+            service: &self.service,
+            resource: &self.resource,
+            scope: &self.scope,
+        }
+    }
+}
+
+/// Where a span came from, borrowed from the request that carried it.
+#[derive(Debug, Clone, Copy)]
+pub struct OriginRef<'a> {
+    pub tenant: &'a str,
+    pub service: &'a str,
+    pub resource: &'a Resource,
+    pub scope: &'a InstrumentationScope,
+}
+
+/// A span and its origin, borrowed: what conversion and summaries read, so spans go from
+/// a request into the span table's columns without being copied first.
+#[derive(Debug, Clone, Copy)]
+pub struct SpanRef<'a> {
+    pub span: &'a Span,
+    pub origin: OriginRef<'a>,
 }
 
 /// The `service.name` of a resource, or `""`.
@@ -50,8 +87,8 @@ fn find<'a>(attrs: &'a [KeyValue], key: &str) -> Option<&'a any_value::Value> {
     kv.value.as_ref()?.value.as_ref()
 }
 
-/// Sorts rows by trace id, then start time, as the span table is laid out.
-pub fn sort_rows(rows: &mut [&SpanRow]) {
+/// Sorts spans by trace id, then start time, as the span table is laid out.
+pub fn sort_spans(rows: &mut [SpanRef<'_>]) {
     rows.sort_by(|a, b| {
         (&a.span.trace_id, a.span.start_time_unix_nano)
             .cmp(&(&b.span.trace_id, b.span.start_time_unix_nano))
@@ -60,17 +97,49 @@ pub fn sort_rows(rows: &mut [&SpanRow]) {
 
 /// The type letter and text of an attribute value (see `schema`).
 pub fn encode_value(value: Option<&AnyValue>) -> (char, String) {
+    let mut text = String::new();
+    let letter = write_value(value.and_then(|v| v.value.as_ref()), &mut text);
+    (letter, text)
+}
+
+/// Appends the text of an attribute value to `out` and returns its type letter.
+fn write_value(value: Option<&any_value::Value>, out: &mut String) -> char {
     use any_value::Value;
-    match value.and_then(|v| v.value.as_ref()) {
-        None => ('n', String::new()),
-        Some(Value::StringValue(s)) => ('s', s.clone()),
-        Some(Value::BoolValue(b)) => ('b', b.to_string()),
-        Some(Value::IntValue(i)) => ('i', i.to_string()),
-        Some(Value::DoubleValue(d)) => ('d', d.to_string()),
-        Some(Value::BytesValue(b)) => ('y', hex(b)),
-        Some(Value::ArrayValue(a)) => ('a', serde_json::to_string(a).unwrap_or_default()),
-        Some(Value::KvlistValue(k)) => ('k', serde_json::to_string(k).unwrap_or_default()),
-        Some(Value::StringValueStrindex(i)) => ('x', i.to_string()),
+    use std::fmt::Write;
+    match value {
+        None => 'n',
+        Some(Value::StringValue(s)) => {
+            out.push_str(s);
+            's'
+        }
+        Some(Value::BoolValue(b)) => {
+            out.push_str(if *b { "true" } else { "false" });
+            'b'
+        }
+        Some(Value::IntValue(i)) => {
+            let _ = write!(out, "{i}");
+            'i'
+        }
+        Some(Value::DoubleValue(d)) => {
+            let _ = write!(out, "{d}");
+            'd'
+        }
+        Some(Value::BytesValue(b)) => {
+            out.push_str(&hex(b));
+            'y'
+        }
+        Some(Value::ArrayValue(a)) => {
+            out.push_str(&serde_json::to_string(a).unwrap_or_default());
+            'a'
+        }
+        Some(Value::KvlistValue(k)) => {
+            out.push_str(&serde_json::to_string(k).unwrap_or_default());
+            'k'
+        }
+        Some(Value::StringValueStrindex(i)) => {
+            let _ = write!(out, "{i}");
+            'x'
+        }
     }
 }
 
@@ -89,25 +158,50 @@ struct AttrColumn {
     offsets: Vec<i32>,
     types: StringBuilder,
     letters: String,
+    scratch: String,
 }
 
 impl AttrColumn {
-    fn new() -> Self {
+    /// A column for `rows` rows holding `items` attributes in all.
+    fn with_capacity(rows: usize, items: usize) -> Self {
         Self {
-            keys: StringBuilder::new(),
-            values: StringBuilder::new(),
-            offsets: vec![0],
-            types: StringBuilder::new(),
+            keys: StringBuilder::with_capacity(items, items * 16),
+            values: StringBuilder::with_capacity(items, items * 16),
+            offsets: Vec::with_capacity(rows + 1),
+            types: StringBuilder::with_capacity(rows, items),
             letters: String::new(),
+            scratch: String::new(),
         }
+        .started()
+    }
+
+    fn new() -> Self {
+        Self::with_capacity(0, 0)
+    }
+
+    fn started(mut self) -> Self {
+        self.offsets.push(0);
+        self
     }
 
     fn push(&mut self, attrs: &[KeyValue]) {
+        use any_value::Value;
         self.letters.clear();
         for kv in attrs {
-            let (letter, text) = encode_value(kv.value.as_ref());
             self.keys.append_value(&kv.key);
-            self.values.append_value(text);
+            // Strings, most values, go in without an intermediate copy.
+            let letter = match kv.value.as_ref().and_then(|v| v.value.as_ref()) {
+                Some(Value::StringValue(s)) => {
+                    self.values.append_value(s);
+                    's'
+                }
+                other => {
+                    self.scratch.clear();
+                    let letter = write_value(other, &mut self.scratch);
+                    self.values.append_value(&self.scratch);
+                    letter
+                }
+            };
             self.letters.push(letter);
         }
         self.offsets.push(self.keys.len() as i32);
@@ -170,22 +264,29 @@ struct Links {
     count: i32,
 }
 
-/// Converts sorted rows into one record batch of the span table.
-pub fn spans_to_batch(rows: &[&SpanRow]) -> Result<RecordBatch, StoreError> {
+/// Converts spans into one record batch of the span table, in the order given.
+pub fn spans_to_batch(rows: &[SpanRef<'_>]) -> Result<RecordBatch, StoreError> {
     let n = rows.len();
     let mut trace_id = FixedSizeBinaryBuilder::with_capacity(n, 16);
     let mut span_id = FixedSizeBinaryBuilder::with_capacity(n, 8);
-    let mut parent = BinaryBuilder::new();
-    let mut strings: [StringBuilder; 8] = Default::default();
+    let mut parent = BinaryBuilder::with_capacity(n, n * 8);
+    let mut strings: [StringBuilder; 8] =
+        std::array::from_fn(|_| StringBuilder::with_capacity(n, n * 16));
     let mut flags = UInt32Builder::with_capacity(n);
     let mut start = TimestampNanosecondBuilder::with_capacity(n);
     let mut end = TimestampNanosecondBuilder::with_capacity(n);
     let mut duration = Int64Builder::with_capacity(n);
-    let (mut resource_attrs, mut span_attrs, mut scope_attrs) =
-        (AttrColumn::new(), AttrColumn::new(), AttrColumn::new());
-    let mut promoted_str: Vec<StringBuilder> = (0..4).map(|_| StringBuilder::new()).collect();
-    let mut promoted_int = Int64Builder::new();
-    let mut dropped: Vec<UInt32Builder> = (0..3).map(|_| UInt32Builder::new()).collect();
+    let count = |f: fn(&SpanRef<'_>) -> usize| rows.iter().map(f).sum::<usize>();
+    let (mut resource_attrs, mut span_attrs, mut scope_attrs) = (
+        AttrColumn::with_capacity(n, count(|r| r.origin.resource.attributes.len())),
+        AttrColumn::with_capacity(n, count(|r| r.span.attributes.len())),
+        AttrColumn::with_capacity(n, count(|r| r.origin.scope.attributes.len())),
+    );
+    let mut promoted_str: Vec<StringBuilder> = (0..4)
+        .map(|_| StringBuilder::with_capacity(n, n * 8))
+        .collect();
+    let mut promoted_int = Int64Builder::with_capacity(n);
+    let mut dropped: Vec<UInt32Builder> = (0..3).map(|_| UInt32Builder::with_capacity(n)).collect();
     let mut events = Events {
         offsets: vec![0],
         ..Default::default()
@@ -199,8 +300,8 @@ pub fn spans_to_batch(rows: &[&SpanRow]) -> Result<RecordBatch, StoreError> {
     };
     let mut link_attrs = AttrColumn::new();
 
-    for row in rows.iter().copied() {
-        let (span, origin) = (&row.span, &row.origin);
+    for row in rows {
+        let (span, origin) = (row.span, &row.origin);
         trace_id.append_value(fixed::<16>(&span.trace_id))?;
         span_id.append_value(fixed::<8>(&span.span_id))?;
         if span.parent_span_id.is_empty() {
@@ -211,8 +312,8 @@ pub fn spans_to_batch(rows: &[&SpanRow]) -> Result<RecordBatch, StoreError> {
         let status = span.status.as_ref();
         let texts = [
             span.trace_state.as_str(),
-            origin.tenant.as_str(),
-            origin.service.as_str(),
+            origin.tenant,
+            origin.service,
             span.name.as_str(),
             kind_name(span.kind),
             status_name(status.map_or(0, |s| s.code)),
@@ -230,7 +331,7 @@ pub fn spans_to_batch(rows: &[&SpanRow]) -> Result<RecordBatch, StoreError> {
         resource_attrs.push(&origin.resource.attributes);
         span_attrs.push(&span.attributes);
         scope_attrs.push(&origin.scope.attributes);
-        push_promoted(span, &origin.resource, &mut promoted_str, &mut promoted_int);
+        push_promoted(span, origin.resource, &mut promoted_str, &mut promoted_int);
         for (builder, value) in dropped.iter_mut().zip([
             span.dropped_attributes_count,
             span.dropped_events_count,

@@ -1,10 +1,9 @@
 //! The block index object: what a reader needs to skip a block without opening it.
 
 use super::bloom::Bloom;
-use super::convert::{SpanRow, hex};
+use super::convert::hex;
 use super::layout::Partition;
 use super::schema::FORMAT_VERSION;
-use super::summary::trace_runs;
 
 /// Trace-id bounds of one row group of the span file (hex, inclusive).
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -45,47 +44,41 @@ pub struct BlockMeta {
 }
 
 impl BlockMeta {
-    /// Describes a block of rows sorted by trace id; sizes and paths are filled in later.
+    /// Describes a block from the trace id of each of its spans, in the span table's order
+    /// (sorted), and the time its spans cover; sizes and paths are filled in later.
     pub fn describe(
         block_id: &str,
         partition: &Partition,
-        rows: &[&SpanRow],
+        span_trace_ids: &[[u8; 16]],
+        (min_start_unix_nano, max_end_unix_nano): (u64, u64),
         row_group_spans: usize,
         fpp: f64,
     ) -> Self {
-        let traces = trace_runs(rows).count();
+        let distinct = || span_trace_ids.chunk_by(|a, b| a == b).map(|run| &run[0]);
+        let traces = distinct().count();
         let mut bloom = Bloom::new(traces, fpp);
-        for run in trace_runs(rows) {
-            bloom.insert(&run[0].span.trace_id);
+        for id in distinct() {
+            bloom.insert(id);
         }
-        let mut row_groups = Vec::new();
-        for chunk in rows.chunks(row_group_spans.max(1)) {
-            row_groups.push(RowGroupBounds {
-                min_trace_id: hex(&chunk[0].span.trace_id),
-                max_trace_id: hex(&chunk[chunk.len() - 1].span.trace_id),
+        let row_groups = span_trace_ids
+            .chunks(row_group_spans.max(1))
+            .map(|chunk| RowGroupBounds {
+                min_trace_id: hex(&chunk[0]),
+                max_trace_id: hex(&chunk[chunk.len() - 1]),
                 rows: chunk.len() as u64,
-            });
-        }
-        let first_last = |f: fn(&SpanRow) -> u64| rows.iter().copied().map(f);
+            })
+            .collect();
         Self {
             format_version: FORMAT_VERSION,
             block_id: block_id.to_string(),
             tenant: partition.tenant.clone(),
             partition_hour: partition.hour,
             partition: partition.date_hour(),
-            min_start_unix_nano: first_last(|r| r.span.start_time_unix_nano)
-                .min()
-                .unwrap_or(0),
-            max_end_unix_nano: first_last(|r| r.span.end_time_unix_nano).max().unwrap_or(0),
-            min_trace_id: rows
-                .first()
-                .map(|r| hex(&r.span.trace_id))
-                .unwrap_or_default(),
-            max_trace_id: rows
-                .last()
-                .map(|r| hex(&r.span.trace_id))
-                .unwrap_or_default(),
-            span_count: rows.len() as u64,
+            min_start_unix_nano,
+            max_end_unix_nano,
+            min_trace_id: span_trace_ids.first().map(|id| hex(id)).unwrap_or_default(),
+            max_trace_id: span_trace_ids.last().map(|id| hex(id)).unwrap_or_default(),
+            span_count: span_trace_ids.len() as u64,
             trace_count: traces as u64,
             raw_bytes: 0,
             spans_bytes: 0,

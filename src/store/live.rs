@@ -1,14 +1,19 @@
 //! Spans not yet in a committed block (open buffers, blocks still uploading), made
 //! queryable, and what a query engine needs to read one trace store.
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeSet, HashSet};
 use std::sync::Arc;
 
-use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans};
+use arrow::array::{
+    BooleanArray, FixedSizeBinaryArray, MapArray, RecordBatch, TimestampNanosecondArray,
+};
+use arrow::compute::filter_record_batch;
+use opentelemetry_proto::tonic::trace::v1::ResourceSpans;
 
-use super::convert::{Origin, SpanRow};
+use super::decode::batches_to_resource_spans;
 use super::reader::StoreReader;
-use super::summary::{TraceSummary, fixed_id, summarise};
+use super::search::map_matches;
+use super::summary::{TraceSummary, fixed_id, merge_by_trace};
 use super::writer::Rows;
 use super::{SpanPredicate, TimeWindow};
 
@@ -42,47 +47,30 @@ pub struct QuerySource {
 
 /// The spans of one trace among `chunks`, grouped by resource and scope.
 pub fn rows_trace(chunks: &[Rows], trace_id: &[u8]) -> Vec<ResourceSpans> {
-    let rows = chunks
-        .iter()
-        .flat_map(|c| c.iter())
-        .filter(|r| r.span.trace_id == trace_id);
-    group_by_origin(rows)
-}
-
-fn group_by_origin<'a>(rows: impl Iterator<Item = &'a SpanRow>) -> Vec<ResourceSpans> {
-    let mut out: Vec<ResourceSpans> = Vec::new();
-    // Rows of one batch share their origin, so the pointer identifies the group.
-    let mut groups: HashMap<*const Origin, usize> = HashMap::new();
-    for row in rows {
-        let index = *groups.entry(Arc::as_ptr(&row.origin)).or_insert_with(|| {
-            out.push(ResourceSpans {
-                resource: Some(row.origin.resource.clone()),
-                scope_spans: vec![ScopeSpans {
-                    scope: Some(row.origin.scope.clone()),
-                    ..Default::default()
-                }],
-                ..Default::default()
-            });
-            out.len() - 1
-        });
-        out[index].scope_spans[0].spans.push(row.span.clone());
+    let mut parts = Vec::new();
+    for chunk in chunks {
+        // A chunk holds a partial summary of every trace it has spans of.
+        if !chunk.summaries.iter().any(|t| t.trace_id == trace_id) {
+            continue;
+        }
+        let Some(ids) = column::<FixedSizeBinaryArray>(&chunk.spans, "trace_id") else {
+            continue;
+        };
+        let mask: BooleanArray = ids.iter().map(|id| Some(id == Some(trace_id))).collect();
+        if let Ok(rows) = filter_record_batch(&chunk.spans, &mask) {
+            parts.push(rows);
+        }
     }
-    out
+    batches_to_resource_spans(&parts).unwrap_or_else(|error| {
+        tracing::warn!(%error, "uncommitted spans could not be read back");
+        Vec::new()
+    })
 }
 
 /// One summary per trace among `chunks` that overlaps `window`.
-pub fn rows_summaries(
-    chunks: &[Rows],
-    window: TimeWindow,
-    indexed: &[String],
-) -> Vec<TraceSummary> {
-    let mut traces: HashMap<&[u8], Vec<&SpanRow>> = HashMap::new();
-    for row in chunks.iter().flat_map(|c| c.iter()) {
-        traces.entry(&row.span.trace_id).or_default().push(row);
-    }
-    let mut out: Vec<TraceSummary> = traces
-        .into_values()
-        .map(|run| summarise(&run, indexed))
+pub fn rows_summaries(chunks: &[Rows], window: TimeWindow) -> Vec<TraceSummary> {
+    let mut out: Vec<TraceSummary> = merge_by_trace(chunks.iter().flat_map(|c| c.summaries.iter()))
+        .into_iter()
         .filter(|t| window.overlaps(t.start_unix_nano, t.end_unix_nano))
         .collect();
     out.sort_by_key(|t| (t.start_unix_nano, t.trace_id));
@@ -93,16 +81,30 @@ pub fn rows_summaries(
 /// on their own or their resource's attributes.
 pub fn rows_scan(chunks: &[Rows], window: TimeWindow, predicate: &SpanPredicate) -> Vec<[u8; 16]> {
     let mut ids = BTreeSet::new();
-    for row in chunks.iter().flat_map(|c| c.iter()) {
-        let span = &row.span;
-        if window.contains(span.start_time_unix_nano)
-            && (predicate.matches(&span.attributes)
-                || predicate.matches(&row.origin.resource.attributes))
-        {
-            ids.insert(fixed_id(&span.trace_id));
+    for chunk in chunks {
+        let batch = &chunk.spans;
+        let (Some(trace_ids), Some(starts), Some(own), Some(resource)) = (
+            column::<FixedSizeBinaryArray>(batch, "trace_id"),
+            column::<TimestampNanosecondArray>(batch, "start_time"),
+            column::<MapArray>(batch, "attributes"),
+            column::<MapArray>(batch, "resource_attributes"),
+        ) else {
+            continue;
+        };
+        let own = map_matches(own, &predicate.key, &predicate.value);
+        let resource = map_matches(resource, &predicate.key, &predicate.value);
+        for row in 0..batch.num_rows() {
+            if window.contains(starts.value(row) as u64) && (own.value(row) || resource.value(row))
+            {
+                ids.insert(fixed_id(trace_ids.value(row)));
+            }
         }
     }
     ids.into_iter().collect()
+}
+
+fn column<'a, T: 'static>(batch: &'a RecordBatch, name: &str) -> Option<&'a T> {
+    batch.column_by_name(name)?.as_any().downcast_ref()
 }
 
 /// Merges trace reads from several sources (the live view, blocks that overlap after a

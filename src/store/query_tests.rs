@@ -9,13 +9,13 @@ use opentelemetry_proto::tonic::resource::v1::Resource;
 use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span, Status};
 use tokio::time::Instant;
 
-use super::convert::{Origin, SpanRow};
+use super::convert::{Origin, SpanRef, SpanRow, service_of};
 use super::index::BlockMeta;
 use super::layout::Layout;
 use super::live::{merge_spans, rows_scan, rows_summaries, rows_trace};
 use super::location::Location;
 use super::reader::{ReadStats, StoreReader};
-use super::summary::{TraceSummary, summarise};
+use super::summary::summarise;
 use super::testdata::{self, flatten, i, s};
 use super::writer::{BlockWriter, WriterConfig, write_block};
 use super::{SpanPredicate, TimeWindow};
@@ -203,12 +203,12 @@ fn merging_two_parts_of_a_trace_takes_the_root_from_the_part_that_has_it() {
         row("frontend", span(7, 1, None, "GET /", 100, 300, 0)),
         row("frontend", span(7, 3, Some(1), "render", 120, 500, 1)),
     ];
-    let mut merged = summarise(&child, &[]);
+    let mut merged = summarise(&refs(&child), &[]);
     assert_eq!(
         (merged.has_root, merged.root_name.as_str()),
         (false, "charge")
     );
-    merged.merge(summarise(&root, &[]));
+    merged.merge(summarise(&refs(&root), &[]));
     assert!(merged.has_root);
     assert_eq!(
         (merged.root_service.as_str(), merged.root_name.as_str()),
@@ -224,12 +224,12 @@ fn merging_two_parts_of_a_trace_takes_the_root_from_the_part_that_has_it() {
     assert_eq!(merged.error_services, set(["payment"]));
     assert_eq!(merged.operations.len(), 3);
     // Without errors the root's own status wins over an OK child.
-    let mut calm = summarise(&root[1..], &[]);
-    calm.merge(summarise(&root[..1], &[]));
+    let mut calm = summarise(&refs(&root[1..]), &[]);
+    calm.merge(summarise(&refs(&root[..1]), &[]));
     assert_eq!((calm.status.as_str(), calm.has_root), ("unset", true));
     // Merging in either order gives the same summary.
-    let mut other_way = summarise(&root, &[]);
-    other_way.merge(summarise(&child, &[]));
+    let mut other_way = summarise(&refs(&root), &[]);
+    other_way.merge(summarise(&refs(&child), &[]));
     assert_eq!(other_way, merged);
 }
 
@@ -335,7 +335,7 @@ async fn scan_finds_a_trace_by_a_non_indexed_attribute_only_inside_the_window() 
     let stored_failed = reader.scan(meta, around(0, 3000), &failed).await.unwrap();
     assert!(!stored_failed.is_empty());
     assert_eq!(stored_failed, rows_scan(&rows, around(0, 3000), &failed));
-    let live = rows_summaries(&rows, around(2000, 2000), &config().indexed_attributes);
+    let live = rows_summaries(&rows, around(2000, 2000));
     let stored = reader
         .summaries(meta, Some(around(2000, 2000)))
         .await
@@ -516,18 +516,44 @@ async fn blocks_in_follows_new_and_deleted_blocks_through_the_cache() {
 #[test]
 fn summaries_of_live_rows_agree_with_summarise() {
     let batch = handmade();
-    let rows = rows_of(&batch);
+    // Each resource group arrives in its own batch, so traces are split across chunks.
+    let mut writer = BlockWriter::new(config());
+    for (seq, rs) in batch.iter().enumerate() {
+        writer
+            .add(std::slice::from_ref(rs), seq as u64 + 1, Instant::now())
+            .unwrap();
+    }
+    let rows = writer.live_rows("acme");
+    assert_eq!(rows.len(), batch.len());
     let window = TimeWindow {
         start_unix_nano: 0,
         end_unix_nano: u64::MAX,
     };
-    let live = rows_summaries(&rows, window, &[]);
+    let live = rows_summaries(&rows, window);
     assert_eq!(live.len(), 2);
-    let flat: Vec<&SpanRow> = rows
+    let owned: Vec<SpanRow> = batch
         .iter()
-        .flat_map(|c| c.iter())
+        .flat_map(|rs| {
+            let resource = rs.resource.clone().unwrap_or_default();
+            rs.scope_spans.iter().flat_map(move |ss| {
+                let origin = Arc::new(Origin {
+                    tenant: "acme".into(),
+                    service: service_of(&resource),
+                    resource: resource.clone(),
+                    scope: ss.scope.clone().unwrap_or_default(),
+                });
+                ss.spans.iter().map(move |span| SpanRow {
+                    origin: origin.clone(),
+                    span: span.clone(),
+                })
+            })
+        })
         .filter(|r| r.span.trace_id == [0x11; 16])
         .collect();
-    let direct: TraceSummary = summarise(&flat, &[]);
+    let direct = summarise(&refs(&owned), &config().indexed_attributes);
     assert_eq!(live[0], direct);
+}
+
+fn refs(rows: &[SpanRow]) -> Vec<SpanRef<'_>> {
+    rows.iter().map(SpanRow::borrowed).collect()
 }

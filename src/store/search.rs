@@ -159,7 +159,7 @@ fn map_of<'a>(batch: &'a RecordBatch, name: &str) -> Result<&'a MapArray, ArrowE
 }
 
 /// Per row: whether the map holds `key` with the text `value`.
-fn map_matches(map: &MapArray, key: &str, value: &str) -> BooleanArray {
+pub(super) fn map_matches(map: &MapArray, key: &str, value: &str) -> BooleanArray {
     let keys = map.keys().as_string::<i32>();
     let values = map.values().as_string::<i32>();
     let offsets = map.value_offsets();

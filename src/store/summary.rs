@@ -1,9 +1,8 @@
 //! The trace summary: what search needs to know of one trace, per block or merged.
 
-use std::borrow::Borrow;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-use super::convert::{SpanRow, encode_value};
+use super::convert::{SpanRef, encode_value};
 
 const STATUS_OK: i32 = 1;
 const STATUS_ERROR: i32 = 2;
@@ -87,39 +86,46 @@ fn merged_status(a: &TraceSummary, b: &TraceSummary, b_is_root: bool) -> String 
     status.to_string()
 }
 
-/// Splits rows sorted by trace id into runs of one trace each.
-pub fn trace_runs<R: Borrow<SpanRow>>(rows: &[R]) -> impl Iterator<Item = &[R]> {
-    rows.chunk_by(|a, b| a.borrow().span.trace_id == b.borrow().span.trace_id)
+/// One summary per trace id: the parts of each trace merged.
+pub fn merge_by_trace<'a>(parts: impl Iterator<Item = &'a TraceSummary>) -> Vec<TraceSummary> {
+    let mut traces: HashMap<[u8; 16], TraceSummary> = HashMap::new();
+    for part in parts {
+        match traces.get_mut(&part.trace_id) {
+            Some(known) => known.merge(part.clone()),
+            None => {
+                traces.insert(part.trace_id, part.clone());
+            }
+        }
+    }
+    traces.into_values().collect()
+}
+
+/// Splits spans sorted by trace id into runs of one trace each.
+pub fn trace_runs<'s, 'a>(rows: &'s [SpanRef<'a>]) -> impl Iterator<Item = &'s [SpanRef<'a>]> {
+    rows.chunk_by(|a, b| a.span.trace_id == b.span.trace_id)
 }
 
 /// Summarises the spans of one trace (`run` must not be empty to say anything useful;
 /// an empty run gives the default summary).
-pub fn summarise<R: Borrow<SpanRow>>(run: &[R], indexed: &[String]) -> TraceSummary {
+pub fn summarise(run: &[SpanRef<'_>], indexed: &[String]) -> TraceSummary {
     let Some(first) = run.first() else {
         return TraceSummary::default();
     };
     let mut t = TraceSummary {
-        trace_id: fixed_id(&first.borrow().span.trace_id),
+        trace_id: fixed_id(&first.span.trace_id),
         start_unix_nano: u64::MAX,
         ..Default::default()
     };
-    let root = run
-        .iter()
-        .map(Borrow::borrow)
-        .find(|r| r.span.parent_span_id.is_empty());
+    let root = run.iter().find(|r| r.span.parent_span_id.is_empty());
     t.has_root = root.is_some();
     // Without its root, the earliest span stands in for it.
-    let stand_in = root.or_else(|| {
-        run.iter()
-            .map(Borrow::borrow)
-            .min_by_key(|r| r.span.start_time_unix_nano)
-    });
+    let stand_in = root.or_else(|| run.iter().min_by_key(|r| r.span.start_time_unix_nano));
     if let Some(root) = stand_in {
-        t.root_service = root.origin.service.clone();
+        t.root_service = root.origin.service.to_string();
         t.root_name = root.span.name.clone();
     }
     let mut any_ok = false;
-    for row in run.iter().map(Borrow::borrow) {
+    for row in run {
         add_span(&mut t, row, indexed);
         any_ok |= code(row) == STATUS_OK;
     }
@@ -127,7 +133,7 @@ pub fn summarise<R: Borrow<SpanRow>>(run: &[R], indexed: &[String]) -> TraceSumm
     t
 }
 
-fn code(row: &SpanRow) -> i32 {
+fn code(row: &SpanRef<'_>) -> i32 {
     row.span.status.as_ref().map_or(0, |s| s.code)
 }
 
@@ -141,22 +147,29 @@ fn status_of(errors: u32, root_code: Option<i32>, any_ok: bool) -> &'static str 
     }
 }
 
-fn add_span(t: &mut TraceSummary, row: &SpanRow, indexed: &[String]) {
-    let span = &row.span;
-    let service = &row.origin.service;
+fn add_span(t: &mut TraceSummary, row: &SpanRef<'_>, indexed: &[String]) {
+    let span = row.span;
+    let service = row.origin.service;
     t.start_unix_nano = t.start_unix_nano.min(span.start_time_unix_nano);
     t.end_unix_nano = t.end_unix_nano.max(span.end_time_unix_nano);
     t.span_count += 1;
     if code(row) == STATUS_ERROR {
         t.error_count += 1;
         if !t.error_services.contains(service) {
-            t.error_services.insert(service.clone());
+            t.error_services.insert(service.to_string());
         }
     }
     if !t.services.contains(service) {
-        t.services.insert(service.clone());
+        t.services.insert(service.to_string());
     }
-    t.operations.insert((service.clone(), span.name.clone()));
+    let known = t
+        .operations
+        .iter()
+        .any(|(s, n)| s == service && *n == span.name);
+    if !known {
+        t.operations
+            .insert((service.to_string(), span.name.clone()));
+    }
     let all = span
         .attributes
         .iter()

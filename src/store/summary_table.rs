@@ -13,18 +13,15 @@ use arrow::buffer::OffsetBuffer;
 use arrow::datatypes::DataType;
 
 use super::StoreError;
-use super::convert::SpanRow;
 use super::schema;
-use super::summary::{TraceSummary, summarise, trace_runs};
+use super::summary::TraceSummary;
 
-/// Builds the summary batch of rows sorted by trace id; its rows are ordered by start
-/// time, so a time window prunes row groups by their statistics.
+/// Builds the summary batch of a block's traces (one summary per trace); its rows are
+/// ordered by start time, so a time window prunes row groups by their statistics.
 pub fn summary_batch(
     tenant: &str,
-    rows: &[&SpanRow],
-    indexed: &[String],
+    mut traces: Vec<TraceSummary>,
 ) -> Result<RecordBatch, StoreError> {
-    let mut traces: Vec<TraceSummary> = trace_runs(rows).map(|r| summarise(r, indexed)).collect();
     traces.sort_by_key(|t| (t.start_unix_nano, t.trace_id));
     summaries_to_batch(tenant, &traces)
 }

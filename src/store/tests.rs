@@ -181,6 +181,44 @@ async fn blocks_roll_by_size_and_age_and_track_the_committed_sequence() {
 }
 
 #[tokio::test]
+async fn open_blocks_over_the_memory_budget_are_cut_largest_first() {
+    let mut writer = BlockWriter::new(WriterConfig {
+        max_block_bytes: 1 << 30,
+        max_buffer_bytes: 20_000,
+        max_block_age: Duration::from_secs(60),
+        ..Default::default()
+    });
+    let t0 = Instant::now();
+    // Three tenants, each under max_block_bytes; together over the budget.
+    let sizes = [("small", 2), ("large", 60), ("middle", 30)];
+    for (seq, (tenant, traces)) in sizes.iter().enumerate() {
+        let batch = testdata::batch(seq as u64 + 1, *traces, 2, Some(tenant), HOUR_START);
+        writer.add(&batch, seq as u64 + 1, t0).unwrap();
+    }
+    let before = writer.buffered_bytes();
+    assert!(before > 20_000, "{before}");
+    let sealed = writer.seal_due(t0, false, 0);
+    let tenants: Vec<&str> = sealed.iter().map(|b| b.partition.tenant.as_str()).collect();
+    assert_eq!(tenants[0], "large", "the largest buffer is cut first");
+    assert!(!tenants.contains(&"small"), "{tenants:?}");
+    assert!(
+        writer.buffered_bytes() <= 20_000,
+        "{}",
+        writer.buffered_bytes()
+    );
+    let rest = writer.seal_due(t0, true, 0);
+    assert_eq!(
+        sealed
+            .iter()
+            .chain(&rest)
+            .map(|b| b.span_count())
+            .sum::<usize>(),
+        sizes.iter().map(|(_, t)| t).sum::<usize>() * 2,
+        "no span is lost by cutting early"
+    );
+}
+
+#[tokio::test]
 async fn refuses_a_batch_with_an_unsafe_tenant_without_buffering_any_of_it() {
     let mut writer = BlockWriter::new(WriterConfig::default());
     let mut batch = testdata::batch(1, 2, 2, Some("ok"), HOUR_START);

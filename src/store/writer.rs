@@ -5,10 +5,14 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
-use arrow::array::RecordBatch;
+use arrow::array::{AsArray, RecordBatch};
+use arrow::compute::interleave_record_batch;
+use arrow::datatypes::TimestampNanosecondType;
 use object_store::buffered::BufWriter;
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
+use opentelemetry_proto::tonic::common::v1::InstrumentationScope;
+use opentelemetry_proto::tonic::resource::v1::Resource;
 use opentelemetry_proto::tonic::trace::v1::ResourceSpans;
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, Encoding, ZstdLevel};
@@ -21,9 +25,11 @@ use tokio::time::Instant;
 use crate::component::tenant::{DEFAULT_TENANT, tenant_of};
 
 use super::StoreError;
-use super::convert::{Origin, SpanRow, service_of, sort_rows, spans_to_batch};
+use super::convert::{OriginRef, SpanRef, service_of, sort_spans, spans_to_batch};
 use super::index::BlockMeta;
 use super::layout::{Layout, Partition, new_block_id};
+use super::schema;
+use super::summary::{TraceSummary, fixed_id, merge_by_trace, summarise, trace_runs};
 use super::summary_table::summary_batch;
 
 /// How blocks are cut and encoded.
@@ -31,6 +37,9 @@ use super::summary_table::summary_batch;
 pub struct WriterConfig {
     /// Roll a block once its spans' OTLP size reaches this many bytes.
     pub max_block_bytes: u64,
+    /// Cut the largest open blocks early while all of them together exceed this many
+    /// OTLP bytes.
+    pub max_buffer_bytes: u64,
     /// Roll a block once its first span has waited this long.
     pub max_block_age: Duration,
     /// Spans per Parquet row group of the span table.
@@ -47,6 +56,7 @@ impl Default for WriterConfig {
     fn default() -> Self {
         Self {
             max_block_bytes: 128 << 20,
+            max_buffer_bytes: 256 << 20,
             max_block_age: Duration::from_secs(300),
             row_group_spans: 10_000,
             zstd_level: Some(3),
@@ -56,9 +66,19 @@ impl Default for WriterConfig {
     }
 }
 
-/// Spans buffered together (one batch's spans of one partition). Shared, so the encoder
-/// and readers of uncommitted spans use them without copying.
-pub type Rows = Arc<Vec<SpanRow>>;
+/// Spans buffered together: one batch's spans of one partition, already in the span
+/// table's columns (a fraction of the memory the decoded structs take), with a partial
+/// summary of each trace among them. Shared, so the encoder and readers of uncommitted
+/// spans use them without copying.
+#[derive(Debug)]
+pub struct Chunk {
+    /// Span-table rows, sorted by (trace id, start time) within the chunk.
+    pub spans: RecordBatch,
+    /// One summary per trace of the chunk (parts of one trace merge by `TraceSummary::merge`).
+    pub summaries: Vec<TraceSummary>,
+}
+
+pub type Rows = Arc<Chunk>;
 
 /// Spans of one partition waiting to become a block.
 #[derive(Debug)]
@@ -84,12 +104,7 @@ pub struct SealedBlock {
 
 impl SealedBlock {
     pub fn span_count(&self) -> usize {
-        self.chunks.iter().map(|c| c.len()).sum()
-    }
-
-    /// Every span of the block, in buffering order.
-    fn rows(&self) -> Vec<&SpanRow> {
-        self.chunks.iter().flat_map(|c| c.iter()).collect()
+        self.chunks.iter().map(|c| c.spans.num_rows()).sum()
     }
 }
 
@@ -97,6 +112,7 @@ impl SealedBlock {
 #[derive(Debug)]
 struct InFlight {
     first_seq: u64,
+    bytes: u64,
     tenant: String,
     chunks: Vec<Rows>,
 }
@@ -126,70 +142,85 @@ impl BlockWriter {
         &self.config
     }
 
-    /// Adds the spans of a batch that the write-ahead log recorded as `seq`. Every tenant is
-    /// checked before anything is buffered, so a refused batch leaves no partial trace.
+    /// Adds the spans of a batch that the write-ahead log recorded as `seq` (measuring
+    /// their encoded size; `add_measured` when the caller knows it).
     pub fn add(
         &mut self,
         resource_spans: &[ResourceSpans],
         seq: u64,
         now: Instant,
     ) -> Result<(), StoreError> {
-        let mut staged: HashMap<Partition, (Vec<SpanRow>, u64)> = HashMap::new();
-        for rs in resource_spans {
-            let tenant = tenant_of(rs.resource.as_ref()).unwrap_or(DEFAULT_TENANT);
-            let resource = rs.resource.clone().unwrap_or_default();
-            let service = service_of(&resource);
-            for ss in &rs.scope_spans {
-                let origin = Arc::new(Origin {
-                    tenant: tenant.to_string(),
-                    service: service.clone(),
-                    resource: resource.clone(),
-                    scope: ss.scope.clone().unwrap_or_default(),
-                });
-                for span in &ss.spans {
-                    let partition = Partition::new(tenant, span.start_time_unix_nano)?;
-                    let bytes = span.encoded_len() as u64;
-                    let row = SpanRow {
-                        origin: origin.clone(),
-                        span: span.clone(),
-                    };
-                    let entry = staged.entry(partition).or_default();
-                    entry.0.push(row);
-                    entry.1 += bytes;
-                }
-            }
-        }
+        let bytes = resource_spans
+            .iter()
+            .map(|rs| rs.encoded_len() as u64)
+            .sum();
+        self.add_measured(resource_spans, bytes, seq, now)
+    }
+
+    /// `add` for a batch whose OTLP encoding is `bytes` long.
+    pub fn add_measured(
+        &mut self,
+        resource_spans: &[ResourceSpans],
+        bytes: u64,
+        seq: u64,
+        now: Instant,
+    ) -> Result<(), StoreError> {
+        let staged = stage(resource_spans, bytes, &self.config.indexed_attributes)?;
+        self.insert(staged, seq, now);
+        Ok(())
+    }
+
+    /// Buffers what `stage` prepared from the batch the write-ahead log recorded as `seq`.
+    pub fn insert(&mut self, staged: Vec<Staged>, seq: u64, now: Instant) {
         self.last_seq = self.last_seq.max(seq);
-        for (partition, (rows, bytes)) in staged {
+        for Staged {
+            partition,
+            chunk,
+            bytes,
+        } in staged
+        {
             let buffer = self.buffers.entry(partition).or_insert_with(|| Buffer {
                 chunks: Vec::new(),
                 bytes: 0,
                 opened: now,
                 first_seq: seq,
             });
-            buffer.chunks.push(Arc::new(rows));
+            buffer.chunks.push(Arc::new(chunk));
             buffer.bytes += bytes;
         }
-        Ok(())
     }
 
     /// Cuts the blocks that are full or old enough (or all of them, with `all`).
     pub fn seal_due(&mut self, now: Instant, all: bool, now_unix_millis: u64) -> Vec<SealedBlock> {
-        let due: Vec<Partition> = self
-            .buffers
-            .iter()
-            .filter(|(_, b)| {
-                all || b.bytes >= self.config.max_block_bytes
-                    || now.duration_since(b.opened) >= self.config.max_block_age
-            })
-            .map(|(p, _)| p.clone())
-            .collect();
+        let mut due: Vec<Partition> = Vec::new();
+        let mut kept: Vec<(u64, &Partition)> = Vec::new();
+        for (partition, b) in &self.buffers {
+            if all
+                || b.bytes >= self.config.max_block_bytes
+                || now.duration_since(b.opened) >= self.config.max_block_age
+            {
+                due.push(partition.clone());
+            } else {
+                kept.push((b.bytes, partition));
+            }
+        }
+        // Over the memory budget: the largest buffers go first.
+        let mut open: u64 = kept.iter().map(|(bytes, _)| bytes).sum();
+        kept.sort_unstable_by_key(|k| std::cmp::Reverse(k.0));
+        for (bytes, partition) in kept {
+            if open <= self.config.max_buffer_bytes {
+                break;
+            }
+            open -= bytes;
+            due.push(partition.clone());
+        }
         let mut sealed = Vec::new();
         for partition in due {
             if let Some(buffer) = self.buffers.remove(&partition) {
                 let id = new_block_id(now_unix_millis);
                 let in_flight = InFlight {
                     first_seq: buffer.first_seq,
+                    bytes: buffer.bytes,
                     tenant: partition.tenant.clone(),
                     chunks: buffer.chunks.clone(),
                 };
@@ -243,9 +274,14 @@ impl BlockWriter {
         }
     }
 
-    /// OTLP bytes buffered and not yet committed.
+    /// OTLP bytes in open buffers.
     pub fn buffered_bytes(&self) -> u64 {
         self.buffers.values().map(|b| b.bytes).sum()
+    }
+
+    /// OTLP bytes accepted and not yet committed: open buffers and blocks on their way.
+    pub fn uncommitted_bytes(&self) -> u64 {
+        self.buffered_bytes() + self.in_flight.values().map(|f| f.bytes).sum::<u64>()
     }
 
     /// When the oldest buffer reaches `max_block_age`.
@@ -279,6 +315,73 @@ impl BlockWriter {
             .flat_map(|f| f.chunks.iter().cloned());
         buffered.chain(sealed).collect()
     }
+}
+
+/// One partition's share of a batch, converted and ready to buffer.
+#[derive(Debug)]
+pub struct Staged {
+    pub partition: Partition,
+    pub chunk: Chunk,
+    /// The share of the batch's OTLP bytes these spans account for.
+    pub bytes: u64,
+}
+
+/// Converts a batch into the span table's columns, one chunk per partition, with a partial
+/// summary of each trace. Pure and CPU-bound: callers run it outside the writer's lock.
+/// Every tenant and time is checked first, so a refused batch leaves no partial trace.
+pub fn stage(
+    resource_spans: &[ResourceSpans],
+    bytes: u64,
+    indexed: &[String],
+) -> Result<Vec<Staged>, StoreError> {
+    let origins: Vec<(&ResourceSpans, &str, String)> = resource_spans
+        .iter()
+        .map(|rs| {
+            let tenant = tenant_of(rs.resource.as_ref()).unwrap_or(DEFAULT_TENANT);
+            let service = rs.resource.as_ref().map(service_of).unwrap_or_default();
+            (rs, tenant, service)
+        })
+        .collect();
+    let empty = Resource::default();
+    let no_scope = InstrumentationScope::default();
+    let mut by_partition: HashMap<Partition, Vec<SpanRef<'_>>> = HashMap::new();
+    let mut total = 0u64;
+    for (rs, tenant, service) in &origins {
+        for ss in &rs.scope_spans {
+            let origin = OriginRef {
+                tenant,
+                service,
+                resource: rs.resource.as_ref().unwrap_or(&empty),
+                scope: ss.scope.as_ref().unwrap_or(&no_scope),
+            };
+            for span in &ss.spans {
+                let partition = Partition::new(tenant, span.start_time_unix_nano)?;
+                by_partition
+                    .entry(partition)
+                    .or_default()
+                    .push(SpanRef { span, origin });
+                total += 1;
+            }
+        }
+    }
+    let mut staged = Vec::with_capacity(by_partition.len());
+    for (partition, mut spans) in by_partition {
+        sort_spans(&mut spans);
+        let summaries = trace_runs(&spans)
+            .map(|run| summarise(run, indexed))
+            .collect();
+        let chunk = Chunk {
+            spans: spans_to_batch(&spans)?,
+            summaries,
+        };
+        let share = bytes.saturating_mul(spans.len() as u64) / total.max(1);
+        staged.push(Staged {
+            partition,
+            chunk,
+            bytes: share,
+        });
+    }
+    Ok(staged)
 }
 
 /// The encoded files of one block.
@@ -323,17 +426,87 @@ fn to_parquet(batch: &RecordBatch, props: WriterProperties) -> Result<Vec<u8>, S
     Ok(out)
 }
 
-/// Sorts, converts and encodes a block (CPU-bound: run it with `spawn_blocking`).
+/// Where each span of a block goes in the span table: its sort key and its place among
+/// the block's chunks.
+struct Placement {
+    trace_id: [u8; 16],
+    start: i64,
+    chunk: u32,
+    row: u32,
+}
+
+fn placements(chunks: &[Rows]) -> Result<Vec<Placement>, StoreError> {
+    let mut out = Vec::with_capacity(chunks.iter().map(|c| c.spans.num_rows()).sum());
+    for (c, chunk) in chunks.iter().enumerate() {
+        let batch = &chunk.spans;
+        let ids = batch
+            .column_by_name("trace_id")
+            .and_then(|c| c.as_fixed_size_binary_opt())
+            .ok_or_else(|| StoreError::Column("trace_id".into()))?;
+        let starts = batch
+            .column_by_name("start_time")
+            .and_then(|c| c.as_primitive_opt::<TimestampNanosecondType>())
+            .ok_or_else(|| StoreError::Column("start_time".into()))?;
+        for row in 0..batch.num_rows() {
+            out.push(Placement {
+                trace_id: fixed_id(ids.value(row)),
+                start: starts.value(row),
+                chunk: c as u32,
+                row: row as u32,
+            });
+        }
+    }
+    out.sort_unstable_by_key(|p| (p.trace_id, p.start));
+    Ok(out)
+}
+
+/// Writes the chunks' rows in (trace id, start time) order, one row group at a time, so
+/// the sorted copy never exists whole.
+fn sorted_spans_parquet(
+    chunks: &[Rows],
+    order: &[Placement],
+    config: &WriterConfig,
+) -> Result<Vec<u8>, StoreError> {
+    let batches: Vec<&RecordBatch> = chunks.iter().map(|c| &c.spans).collect();
+    let mut out = Vec::new();
+    let mut writer =
+        ArrowWriter::try_new(&mut out, schema::span_schema(), Some(properties(config)?))?;
+    let mut indices = Vec::with_capacity(config.row_group_spans.max(1));
+    for group in order.chunks(config.row_group_spans.max(1)) {
+        indices.clear();
+        indices.extend(group.iter().map(|p| (p.chunk as usize, p.row as usize)));
+        writer.write(&interleave_record_batch(&batches, &indices)?)?;
+        // One row group per slice, as `row_group_spans` asks, whatever the writer buffered.
+        writer.flush()?;
+    }
+    writer.close()?;
+    Ok(out)
+}
+
+/// Sorts and encodes a block (CPU-bound: run it with `spawn_blocking`).
 fn encode(block: &SealedBlock, config: &WriterConfig) -> Result<Encoded, StoreError> {
-    let mut rows = block.rows();
-    sort_rows(&mut rows);
-    let spans = to_parquet(&spans_to_batch(&rows)?, properties(config)?)?;
-    let summary = summary_batch(&block.partition.tenant, &rows, &config.indexed_attributes)?;
-    let traces = to_parquet(&summary, properties(config)?)?;
+    let order = placements(&block.chunks)?;
+    let spans = sorted_spans_parquet(&block.chunks, &order, config)?;
+    let summaries = merge_by_trace(block.chunks.iter().flat_map(|c| c.summaries.iter()));
+    let span_times = (
+        summaries
+            .iter()
+            .map(|t| t.start_unix_nano)
+            .min()
+            .unwrap_or(0),
+        summaries.iter().map(|t| t.end_unix_nano).max().unwrap_or(0),
+    );
+    let traces = to_parquet(
+        &summary_batch(&block.partition.tenant, summaries)?,
+        properties(config)?,
+    )?;
+    let ids: Vec<[u8; 16]> = order.iter().map(|p| p.trace_id).collect();
+    drop(order);
     let mut meta = BlockMeta::describe(
         &block.id,
         &block.partition,
-        &rows,
+        &ids,
+        span_times,
         config.row_group_spans,
         config.bloom_false_positive_rate,
     );
