@@ -21,6 +21,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::units::HumanDuration;
 use generate::GenParams;
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use pool::{Encoding, Pool, PoolParams};
 use report::Counters;
 pub use report::LoadgenReport;
@@ -182,6 +183,20 @@ impl LoadgenArgs {
             },
         }
     }
+}
+
+/// `count` requests as `spanline loadgen` with `args` sends them (same generator, tenants and
+/// batch size), decoded: for benchmarks of one stage of the pipeline without a socket.
+pub fn sample_requests(args: &LoadgenArgs, count: usize) -> Vec<ExportTraceServiceRequest> {
+    let params = args.pool_params();
+    let mut rng = rand::SeedableRng::seed_from_u64(params.seed);
+    (0..count)
+        .map(|index| {
+            let tenant = (params.tenants > 0).then(|| format!("tenant-{}", index % params.tenants));
+            let spans = pool::batch_of_traces(&mut rng, &params);
+            topology::request(spans, tenant.as_deref(), index as u32 * 7919)
+        })
+        .collect()
 }
 
 /// Spaces requests evenly so spans/s matches `--rate`: a token bucket refilled per request, burst of one.

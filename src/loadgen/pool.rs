@@ -98,7 +98,7 @@ impl Pool {
 
 /// Whole traces until `batch_spans`; the last one is cut, which keeps a valid tree because
 /// parents are generated before their children.
-fn batch_of_traces(rng: &mut StdRng, params: &PoolParams) -> Vec<GenSpan> {
+pub(super) fn batch_of_traces(rng: &mut StdRng, params: &PoolParams) -> Vec<GenSpan> {
     let mut spans = Vec::with_capacity(params.batch_spans);
     while spans.len() < params.batch_spans {
         let mut trace = generate::trace(rng, &params.generator);

@@ -1,0 +1,116 @@
+//! CPU cost of the trace store's two stages on `spanline loadgen`'s spans, without sockets or
+//! the write-ahead log: buffering (each request converted into the span table's columns,
+//! with its trace summaries) and writing blocks (sorting, Parquet encoding of both tables,
+//! index). Prints µs per span for each, spans/s per core for both together, and bytes per
+//! span stored. Run with `cargo bench --bench store`; `SPANLINE_BENCH_REQUESTS` (default
+//! 400, 500 spans each) sets the amount, `SPANLINE_BENCH_TENANTS` (default 1) how many
+//! tenants (and so blocks) they are spread over.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use object_store::ObjectStore;
+use object_store::memory::InMemory;
+use prost::Message;
+use spanline::loadgen::{LoadgenArgs, sample_requests};
+use spanline::store::layout::Layout;
+use spanline::store::writer::{BlockWriter, WriterConfig, write_block};
+
+#[cfg(feature = "mimalloc")]
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// CPU time of this process (all threads): the encoder runs on tokio's blocking pool.
+fn cpu_time() -> Duration {
+    // SAFETY: rusage is plain old data (all-zero is valid) and getrusage fills it.
+    let usage = unsafe {
+        let mut usage: libc::rusage = std::mem::zeroed();
+        libc::getrusage(libc::RUSAGE_SELF, &mut usage);
+        usage
+    };
+    let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
+    tv(usage.ru_utime) + tv(usage.ru_stime)
+}
+
+fn main() {
+    let requests: usize = std::env::var("SPANLINE_BENCH_REQUESTS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(400);
+    // One tenant by default: every span lands in one block near max_block_bytes, as a busy
+    // tenant's blocks are; more tenants cut smaller blocks (see max_buffer_bytes).
+    let tenants: usize = std::env::var("SPANLINE_BENCH_TENANTS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1);
+    let mut args = LoadgenArgs::new("http://unused");
+    args.tenants = tenants;
+    let batches = sample_requests(&args, requests);
+    let spans: usize = batches
+        .iter()
+        .flat_map(|r| &r.resource_spans)
+        .flat_map(|rs| &rs.scope_spans)
+        .map(|ss| ss.spans.len())
+        .sum();
+    let otlp: usize = batches.iter().map(|r| r.encoded_len()).sum();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let config = WriterConfig {
+        indexed_attributes: [
+            "http.route",
+            "http.status_code",
+            "http.method",
+            "db.system",
+            "deployment.environment",
+        ]
+        .map(String::from)
+        .to_vec(),
+        ..WriterConfig::default()
+    };
+    for round in 0..3 {
+        let mut writer = BlockWriter::new(config.clone());
+        let (wall, cpu) = (Instant::now(), cpu_time());
+        for (seq, request) in batches.iter().enumerate() {
+            writer
+                .add_measured(
+                    &request.resource_spans,
+                    request.encoded_len() as u64,
+                    seq as u64 + 1,
+                    tokio::time::Instant::now(),
+                )
+                .expect("buffered");
+        }
+        let (buffer_wall, buffer_cpu) = (wall.elapsed(), cpu_time() - cpu);
+        let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+        let layout = Layout::default();
+        let (wall, cpu) = (Instant::now(), cpu_time());
+        let sealed = writer.seal_due(tokio::time::Instant::now(), true, 0);
+        let blocks = sealed.len();
+        let mut stored = 0u64;
+        runtime.block_on(async {
+            for block in sealed {
+                let meta = write_block(&store, &layout, &config, block)
+                    .await
+                    .map_err(|e| e.0)
+                    .expect("block written");
+                stored += meta.spans_bytes + meta.traces_bytes;
+            }
+        });
+        let (write_wall, write_cpu) = (wall.elapsed(), cpu_time() - cpu);
+        let per_span = |d: Duration| d.as_secs_f64() * 1e6 / spans as f64;
+        let total = per_span(buffer_cpu) + per_span(write_cpu);
+        println!(
+            "round {round}: {spans} spans ({:.0} OTLP bytes each) in {blocks} blocks: buffer {:.2} µs/span CPU ({:.2} wall), write {:.2} µs/span CPU ({:.2} wall); {:.0} spans/s per core; {:.1} bytes per span stored",
+            otlp as f64 / spans as f64,
+            per_span(buffer_cpu),
+            per_span(buffer_wall),
+            per_span(write_cpu),
+            per_span(write_wall),
+            1e6 / total,
+            stored as f64 / spans as f64,
+        );
+    }
+}
