@@ -49,7 +49,7 @@ impl Default for CompactionConfig {
 #[serde(default, deny_unknown_fields)]
 pub struct TraceStoreConfig {
     /// URL: file:///abs/dir, file://./relative/dir (to the working directory), memory://,
-    /// or s3://bucket/prefix.
+    /// s3://bucket/prefix, gs://bucket/prefix or az://container/prefix.
     pub url: String,
     /// Key → value passed to the object store client (endpoint, region, allow_http, ...);
     /// credentials come from the environment (AWS_ACCESS_KEY_ID, ...), not from here.
@@ -169,7 +169,7 @@ impl TraceStoreConfig {
                     if location.unknown_option(key) {
                         problems.error(
                             format!("options::{key}"),
-                            "is not an option of this store (S3: endpoint, region, allow_http, ...; file:// and memory:// take none)",
+                            "is not an option of this store (S3: endpoint, region, allow_http, ...; GCS: service_account, base_url, ...; Azure: account_name, endpoint, use_emulator, ...; file:// and memory:// take none)",
                         );
                     }
                 }
