@@ -1,5 +1,7 @@
 //! The `trace_store` exporter: writes spans into the Parquet trace store (`crate::store`).
 
+#[cfg(test)]
+mod azure_tests;
 mod config;
 mod exporter;
 #[cfg(test)]
