@@ -12,9 +12,10 @@ use std::time::{Duration, Instant};
 use object_store::ObjectStore;
 use object_store::memory::InMemory;
 use prost::Message;
+use spanline::exporters::trace_store::TraceStoreConfig;
 use spanline::loadgen::{LoadgenArgs, sample_requests};
 use spanline::store::layout::Layout;
-use spanline::store::writer::{BlockWriter, WriterConfig, write_block};
+use spanline::store::writer::{BlockWriter, write_block};
 
 #[cfg(feature = "mimalloc")]
 #[global_allocator]
@@ -58,18 +59,8 @@ fn main() {
         .enable_all()
         .build()
         .expect("runtime");
-    let config = WriterConfig {
-        indexed_attributes: [
-            "http.route",
-            "http.status_code",
-            "http.method",
-            "db.system",
-            "deployment.environment",
-        ]
-        .map(String::from)
-        .to_vec(),
-        ..WriterConfig::default()
-    };
+    // The exporter's defaults: block size, row groups, zstd level, indexed attributes.
+    let config = TraceStoreConfig::default().writer();
     for round in 0..3 {
         let mut writer = BlockWriter::new(config.clone());
         let (wall, cpu) = (Instant::now(), cpu_time());
