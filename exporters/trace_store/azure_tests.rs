@@ -1,8 +1,6 @@
 //! The store on a real Azure Blob Storage emulator (Azurite, from npm) on loopback.
 
-use std::process::{Child, Command, Stdio};
-use std::time::Duration;
-
+use super::test_server::TestServer;
 use super::{TraceStoreConfig, build_exporter};
 use crate::component::{Exporter, TraceBatch};
 use crate::store::testdata::{self, flatten};
@@ -16,58 +14,31 @@ const AZURITE_PORT: u16 = 10000;
 const DEV_KEY: &str =
     "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==";
 
-struct Azurite {
-    child: Child,
-    _data: tempfile::TempDir,
-}
-
-impl Azurite {
-    /// Starts `azurite-blob` and creates `container`; fails (never skips) when it is missing.
-    async fn start(container: &str) -> Azurite {
-        let data = tempfile::tempdir().unwrap();
-        let child = Command::new("azurite-blob")
-            .args([
-                "--blobHost",
-                "127.0.0.1",
-                "--blobPort",
-                &AZURITE_PORT.to_string(),
-            ])
-            .args(["--silent", "--skipApiVersionCheck", "--location"])
-            .arg(data.path())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect(
-                "azurite-blob should be installed: .ci/run installs it (npm install -g azurite)",
-            );
-        let azurite = Azurite { child, _data: data };
-        let create = format!(
-            "from azure.storage.blob import BlobServiceClient as C; C.from_connection_string('DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey={DEV_KEY};BlobEndpoint=http://127.0.0.1:{AZURITE_PORT}/devstoreaccount1;').create_container('{container}')"
-        );
-        for _ in 0..100 {
-            let status = Command::new("python3")
-                .args(["-c", &create])
-                .stderr(Stdio::null())
-                .status();
-            if status.is_ok_and(|s| s.success()) {
-                return azurite;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        panic!("azurite-blob did not start on port {AZURITE_PORT}");
-    }
-}
-
-impl Drop for Azurite {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// Starts `azurite-blob` on its fixed port and creates `container`.
+async fn start_azurite(container: &str) -> TestServer {
+    let data = tempfile::tempdir().unwrap();
+    let port = AZURITE_PORT.to_string();
+    let mut args = ["--blobHost", "127.0.0.1", "--blobPort", &port, "--silent"]
+        .map(String::from)
+        .to_vec();
+    args.extend(["--skipApiVersionCheck".into(), "--location".into()]);
+    args.push(data.path().display().to_string());
+    let create = format!(
+        "from azure.storage.blob import BlobServiceClient as C; C.from_connection_string('DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey={DEV_KEY};BlobEndpoint=http://127.0.0.1:{AZURITE_PORT}/devstoreaccount1;').create_container('{container}')"
+    );
+    TestServer::start(
+        "azurite-blob",
+        &args,
+        Some(data),
+        &create,
+        "npm install -g azurite; pip install azure-storage-blob",
+    )
+    .await
 }
 
 #[tokio::test]
 async fn writes_and_reads_through_azure_blob_storage() {
-    let _azurite = Azurite::start("traces").await;
+    let _azurite = start_azurite("traces").await;
     let yaml = "url: az://traces/prod\noptions:\n  use_emulator: 'true'\n  max_retries: '1'\n  retry_timeout: 2s\n";
     let config: TraceStoreConfig = serde_yaml::from_str(yaml).unwrap();
     let mut exporter = build_exporter(&config, "trace_store", None).unwrap();

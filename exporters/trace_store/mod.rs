@@ -11,6 +11,8 @@ mod outside_tests;
 #[cfg(test)]
 mod s3_tests;
 #[cfg(test)]
+mod test_server;
+#[cfg(test)]
 mod tests;
 mod wal_log;
 

@@ -1,9 +1,8 @@
 //! The store on a real S3-compatible server (moto) on loopback, including an outage.
 
 use std::net::TcpListener;
-use std::process::{Child, Command, Stdio};
-use std::time::Duration;
 
+use super::test_server::TestServer;
 use super::{TraceStoreConfig, build_exporter};
 use crate::component::{ExportError, Exporter, TraceBatch};
 use crate::store::testdata::{self, flatten};
@@ -11,44 +10,20 @@ use crate::store::testdata::{self, flatten};
 /// 2026-11-27T16:00:00Z
 const HOUR_START: u64 = 1_795_795_200_000_000_000;
 
-struct Moto {
-    child: Child,
-}
-
-impl Moto {
-    /// Starts `moto_server` and creates `bucket`; fails (never skips) when moto is missing.
-    async fn start(port: u16, bucket: &str) -> Moto {
-        let child = Command::new("moto_server")
-            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect(
-                "moto_server should be installed: .ci/run installs it (pip install 'moto[server]')",
-            );
-        let moto = Moto { child };
-        let create = format!(
-            "import urllib.request; urllib.request.urlopen(urllib.request.Request('http://127.0.0.1:{port}/{bucket}', method='PUT'))"
-        );
-        for _ in 0..100 {
-            let status = Command::new("python3")
-                .args(["-c", &create])
-                .stderr(Stdio::null())
-                .status();
-            if status.is_ok_and(|s| s.success()) {
-                return moto;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        panic!("moto_server did not start on port {port}");
-    }
-}
-
-impl Drop for Moto {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// Starts `moto_server` on `port` and creates `bucket`.
+async fn start_moto(port: u16, bucket: &str) -> TestServer {
+    let args = ["-H", "127.0.0.1", "-p", &port.to_string()].map(String::from);
+    let create = format!(
+        "import urllib.request; urllib.request.urlopen(urllib.request.Request('http://127.0.0.1:{port}/{bucket}', method='PUT'))"
+    );
+    TestServer::start(
+        "moto_server",
+        &args,
+        None,
+        &create,
+        "pip install 'moto[server]'",
+    )
+    .await
 }
 
 fn free_port() -> u16 {
@@ -66,7 +41,7 @@ fn config(port: u16) -> TraceStoreConfig {
 #[tokio::test]
 async fn writes_and_reads_through_s3_and_survives_an_outage() {
     let port = free_port();
-    let moto = Moto::start(port, "traces").await;
+    let moto = start_moto(port, "traces").await;
     let mut exporter = build_exporter(&config(port), "trace_store", None).unwrap();
     let first = TraceBatch::measured(testdata::batch(1, 20, 5, Some("acme"), HOUR_START));
     exporter.export(&first).await.unwrap();
@@ -88,7 +63,7 @@ async fn writes_and_reads_through_s3_and_survives_an_outage() {
     ));
 
     // It returns (empty: moto keeps state in memory) and the buffered spans arrive.
-    let _moto = Moto::start(port, "traces").await;
+    let _moto = start_moto(port, "traces").await;
     exporter.flush().await.unwrap();
     let blocks = reader.blocks("acme").await.unwrap();
     assert_eq!(blocks.len(), 1);
