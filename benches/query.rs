@@ -53,6 +53,7 @@ fn engine(url: &str) -> QueryEngine {
 
 #[tokio::main]
 async fn main() {
+    spanline::allocator::tune();
     let Ok(url) = std::env::var("SPANLINE_BENCH_STORE") else {
         eprintln!("set SPANLINE_BENCH_STORE to a store url (scripts/bench-query.sh builds one)");
         std::process::exit(2);
@@ -79,10 +80,13 @@ async fn main() {
         bytes as f64 / (1 << 20) as f64
     );
 
+    // SPANLINE_BENCH_ONLY=search skips the lookups (for profiling the search).
+    let only_search = std::env::var("SPANLINE_BENCH_ONLY").is_ok_and(|v| v == "search");
     // Trace ids to look up: every trace of a few random blocks, sampled.
     let mut rng = StdRng::seed_from_u64(1);
     let mut ids = Vec::new();
-    for meta in blocks.choose_multiple(&mut rng, 4) {
+    let sampled = if only_search { 0 } else { 4 };
+    for meta in blocks.choose_multiple(&mut rng, sampled) {
         let summaries = source
             .reader
             .summaries(meta, None)
@@ -92,9 +96,6 @@ async fn main() {
     }
     let ids: Vec<[u8; 16]> = ids.choose_multiple(&mut rng, LOOKUPS).copied().collect();
 
-    // SPANLINE_BENCH_ONLY=search skips the lookups (for profiling the search).
-    let only_search = std::env::var("SPANLINE_BENCH_ONLY").is_ok_and(|v| v == "search");
-    let ids = if only_search { Vec::new() } else { ids };
     let mut cold = Vec::new();
     for id in &ids {
         let fresh = engine(&url);

@@ -34,6 +34,7 @@ fn cpu_time() -> Duration {
 }
 
 fn main() {
+    spanline::allocator::tune();
     let requests: usize = std::env::var("SPANLINE_BENCH_REQUESTS")
         .ok()
         .and_then(|v| v.parse().ok())

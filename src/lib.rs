@@ -1,6 +1,7 @@
 //! spanline: an OpenTelemetry trace pipeline agent — receivers, processors and exporters
 //! wired by YAML, with Prometheus self-metrics.
 
+pub mod allocator;
 pub mod cli;
 pub mod component;
 pub mod config;

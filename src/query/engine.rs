@@ -8,6 +8,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use futures::stream::{self, StreamExt, TryStreamExt};
 use metrics::counter;
 use opentelemetry_proto::tonic::trace::v1::ResourceSpans;
+use tokio_util::task::AbortOnDropHandle;
 
 use super::config::QueryConfig;
 use super::search::{self, GroupBy, GroupStats, SearchRequest, TraceStatus};
@@ -281,13 +282,15 @@ impl QueryEngine {
             }
         }
         let blocks = self.source.reader.blocks_in(tenant, Some(window)).await?;
-        let reader = &self.source.reader;
-        let parts: Vec<BTreeSet<String>> = per_block(blocks, |meta| async move {
-            let mut stats = ReadStats::default();
-            let found = reader
-                .column_values(&meta, window, column, &mut stats)
-                .await?;
-            Ok((found, stats))
+        let parts: Vec<BTreeSet<String>> = per_block(blocks, |meta| {
+            let (reader, column) = (self.source.reader.clone(), column.clone());
+            async move {
+                let mut stats = ReadStats::default();
+                let found = reader
+                    .column_values(&meta, window, &column, &mut stats)
+                    .await?;
+                Ok((found, stats))
+            }
         })
         .await?;
         for found in parts {
@@ -315,14 +318,16 @@ impl QueryEngine {
             None => Vec::new(),
         };
         let blocks = self.source.reader.blocks_in(tenant, Some(window)).await?;
-        let reader = &self.source.reader;
-        let tests = &seeds;
-        let found: Vec<Vec<Vec<[u8; 16]>>> = per_block(blocks.iter().cloned(), |meta| async move {
-            let mut stats = ReadStats::default();
-            let found = reader
-                .part_ids_each(&meta, window, tests, &mut stats)
-                .await?;
-            Ok((found, stats))
+        let tests = Arc::new(seeds.clone());
+        let found: Vec<Vec<Vec<[u8; 16]>>> = per_block(blocks.iter().cloned(), |meta| {
+            let (reader, tests) = (self.source.reader.clone(), tests.clone());
+            async move {
+                let mut stats = ReadStats::default();
+                let found = reader
+                    .part_ids_each(&meta, window, &tests, &mut stats)
+                    .await?;
+                Ok((found, stats))
+            }
         })
         .await?;
         // A matching trace has, for every test, some part passing it.
@@ -350,13 +355,16 @@ impl QueryEngine {
             return Ok(Vec::new());
         }
         let ids = Arc::new(ids);
-        let every_part = &PartFilter::Ids(ids.clone());
-        let parts: Vec<Vec<TraceSummary>> = per_block(blocks, |meta| async move {
-            let mut stats = ReadStats::default();
-            let found = reader
-                .summaries_where(&meta, window, every_part, &mut stats)
-                .await?;
-            Ok((found, stats))
+        let every_part = Arc::new(PartFilter::Ids(ids.clone()));
+        let parts: Vec<Vec<TraceSummary>> = per_block(blocks, |meta| {
+            let (reader, every_part) = (self.source.reader.clone(), every_part.clone());
+            async move {
+                let mut stats = ReadStats::default();
+                let found = reader
+                    .summaries_where(&meta, window, &every_part, &mut stats)
+                    .await?;
+                Ok((found, stats))
+            }
         })
         .await?;
         let mut all: Vec<TraceSummary> = live
@@ -385,13 +393,15 @@ impl QueryEngine {
             None => Vec::new(),
         };
         let blocks = self.source.reader.blocks_in(tenant, Some(window)).await?;
-        let reader = &self.source.reader;
-        let parts: Vec<Vec<TraceSummary>> = per_block(blocks, |meta| async move {
-            let mut stats = ReadStats::default();
-            let found = reader
-                .summaries_counted(&meta, Some(window), &mut stats)
-                .await?;
-            Ok((found, stats))
+        let parts: Vec<Vec<TraceSummary>> = per_block(blocks, |meta| {
+            let reader = self.source.reader.clone();
+            async move {
+                let mut stats = ReadStats::default();
+                let found = reader
+                    .summaries_counted(&meta, Some(window), &mut stats)
+                    .await?;
+                Ok((found, stats))
+            }
         })
         .await?;
         for found in parts {
@@ -465,13 +475,15 @@ impl QueryEngine {
                 .collect(),
             None => HashSet::new(),
         };
-        let reader = &self.source.reader;
-        let parts: Vec<Vec<[u8; 16]>> = per_block(blocks.iter().cloned(), |meta| async move {
-            let mut stats = ReadStats::default();
-            let found = reader
-                .scan_counted(&meta, window, predicate, &mut stats)
-                .await?;
-            Ok((found, stats))
+        let parts: Vec<Vec<[u8; 16]>> = per_block(blocks.iter().cloned(), |meta| {
+            let (reader, predicate) = (self.source.reader.clone(), predicate.clone());
+            async move {
+                let mut stats = ReadStats::default();
+                let found = reader
+                    .scan_counted(&meta, window, &predicate, &mut stats)
+                    .await?;
+                Ok((found, stats))
+            }
         })
         .await?;
         for found in parts {
@@ -481,18 +493,26 @@ impl QueryEngine {
     }
 }
 
-/// Runs `read` over every block, a few at once, and records what each read cost.
+/// Runs `read` over every block, a few at once, each as its own task so the decoding of
+/// several blocks runs on several cores, and records what each read cost. A dropped query
+/// aborts the reads it started.
 async fn per_block<T, F, Fut>(
     blocks: impl IntoIterator<Item = BlockMeta>,
     read: F,
 ) -> Result<Vec<T>, QueryError>
 where
     F: Fn(BlockMeta) -> Fut,
-    Fut: std::future::Future<Output = Result<(T, ReadStats), StoreError>>,
+    Fut: std::future::Future<Output = Result<(T, ReadStats), StoreError>> + Send + 'static,
+    T: Send + 'static,
 {
     let parts: Vec<(T, ReadStats)> = stream::iter(blocks)
-        .map(read)
+        .map(|meta| AbortOnDropHandle::new(tokio::spawn(read(meta))))
         .buffer_unordered(BLOCK_CONCURRENCY)
+        .map(|joined| match joined {
+            Ok(read) => read,
+            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+            Err(e) => Err(StoreError::Task(format!("block read: {e}"))),
+        })
         .try_collect()
         .await?;
     Ok(parts
