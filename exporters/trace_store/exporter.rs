@@ -1,6 +1,7 @@
 //! The exporter: routes batches into the block writer and commits blocks in the background.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
@@ -17,7 +18,7 @@ use crate::component::names::{
     STORE_RETENTION_DELETED_BLOCKS, STORE_SPANS_WRITTEN, STORE_UPLOAD_FAILURES,
     STORE_UPLOAD_LATENCY,
 };
-use crate::component::{ComponentError, ExportError, Exporter, Health, TraceBatch};
+use crate::component::{Backlog, ComponentError, ExportError, Exporter, Health, TraceBatch};
 use crate::store::compaction;
 use crate::store::index::BlockMeta;
 use crate::store::layout::Layout;
@@ -46,6 +47,8 @@ pub(crate) struct Shared {
     pub wal: Option<Arc<dyn WriteAheadLog>>,
     /// The most uncommitted span bytes held before exports are refused.
     pub max_uncommitted: u64,
+    /// The writer's `uncommitted_bytes`, readable without its lock.
+    pub uncommitted: Arc<AtomicU64>,
     pub retention: Option<RetentionPolicy>,
     pub backoff: parking_lot::Mutex<Backoff>,
     /// Time between compaction runs, when compaction is enabled.
@@ -295,6 +298,22 @@ impl TraceStoreExporter {
     }
 }
 
+/// Spans accepted and not yet in committed blocks, against `wal_max_bytes`.
+struct Uncommitted {
+    held: Arc<AtomicU64>,
+    limit: u64,
+}
+
+impl Backlog for Uncommitted {
+    fn held_bytes(&self) -> u64 {
+        self.held.load(Ordering::Relaxed)
+    }
+
+    fn limit_bytes(&self) -> u64 {
+        self.limit
+    }
+}
+
 #[async_trait]
 impl Exporter for TraceStoreExporter {
     async fn start(&mut self) -> Result<(), ComponentError> {
@@ -316,7 +335,7 @@ impl Exporter for TraceStoreExporter {
                 return Err(ExportError::permanent(message));
             }
         }
-        let buffered = self.shared.writer.lock().await.uncommitted_bytes();
+        let buffered = self.shared.uncommitted.load(Ordering::Relaxed);
         // An empty store always takes a batch, so one oversized batch cannot wedge it.
         if buffered > 0 && buffered + batch.size_hint() as u64 > self.shared.max_uncommitted {
             return Err(ExportError::Retryable {
@@ -365,7 +384,7 @@ impl Exporter for TraceStoreExporter {
     }
 
     async fn healthcheck(&mut self) -> Health {
-        let buffered = self.shared.writer.lock().await.uncommitted_bytes();
+        let buffered = self.shared.uncommitted.load(Ordering::Relaxed);
         if buffered > self.shared.max_uncommitted / 2 {
             return Health::Unhealthy(format!("{buffered} bytes of spans wait for object storage"));
         }
@@ -374,6 +393,13 @@ impl Exporter for TraceStoreExporter {
 
     fn durable(&self) -> bool {
         self.shared.wal.is_some()
+    }
+
+    fn backlog(&self) -> Option<Arc<dyn Backlog>> {
+        Some(Arc::new(Uncommitted {
+            held: self.shared.uncommitted.clone(),
+            limit: self.shared.max_uncommitted,
+        }))
     }
 
     fn query_source(&self) -> Option<QuerySource> {

@@ -98,14 +98,15 @@ pub fn exporter_on(
     store: Arc<dyn ObjectStore>,
     layout: Layout,
 ) -> TraceStoreExporter {
-    let writer = config.writer();
+    let writer = BlockWriter::new(config.writer());
     TraceStoreExporter::new(exporter::Shared {
         id: id.to_string(),
         reader: StoreReader::new(store.clone(), layout.clone()),
         store,
         layout,
-        indexed_attributes: writer.indexed_attributes.clone(),
-        writer: Mutex::new(BlockWriter::new(writer)),
+        indexed_attributes: writer.config().indexed_attributes.clone(),
+        uncommitted: writer.uncommitted_counter(),
+        writer: Mutex::new(writer),
         wal,
         max_uncommitted: config.wal_max_bytes.bytes(),
         retention: retention_policy(config),

@@ -155,10 +155,20 @@ async fn refuses_as_retryable_when_uncommitted_spans_reach_the_limit() {
     config.wal_max_bytes = crate::component::ByteSize::kib(20);
     config.max_block_bytes = crate::component::ByteSize::mib(1);
     let mut exporter = build_exporter(&config, "trace_store", None).unwrap();
-    exporter.export(&batch(1, 10, None)).await.unwrap();
+    let backlog = exporter.backlog().expect("the store reports its backlog");
+    assert_eq!(backlog.limit_bytes(), 20 << 10);
+    assert_eq!(backlog.held_bytes(), 0);
+    let first = batch(1, 10, None);
+    exporter.export(&first).await.unwrap();
+    assert_eq!(backlog.held_bytes(), first.size_hint() as u64);
     let err = exporter.export(&batch(2, 20, None)).await.unwrap_err();
     assert!(matches!(err, ExportError::Retryable { .. }), "{err}");
     exporter.flush().await.unwrap();
+    assert_eq!(
+        backlog.held_bytes(),
+        0,
+        "committed blocks are no longer held"
+    );
     exporter.export(&batch(2, 20, None)).await.unwrap();
     let bad = exporter
         .export(&batch(3, 1, Some("../x")))

@@ -8,6 +8,7 @@ pub mod tenant;
 pub mod validate;
 
 use std::fmt::Debug;
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use serde::de::DeserializeOwned;
@@ -225,12 +226,29 @@ pub trait Exporter: Send {
         false
     }
 
+    /// What this exporter holds that has not reached its destination yet, for exporters
+    /// that keep data past `export` (a store buffering blocks). Pipelines read it before
+    /// taking each request and refuse new data while it is at its limit, so senders are
+    /// told to back off at once instead of waiting on retries. Called once after `start`.
+    fn backlog(&self) -> Option<Arc<dyn Backlog>> {
+        None
+    }
+
     /// What a query engine needs to read what this exporter stores (its committed blocks
     /// and its not-yet-committed spans), for exporters that keep a queryable store. Called
     /// once after `start`, before the exporter moves into its runner.
     fn query_source(&self) -> Option<crate::store::live::QuerySource> {
         None
     }
+}
+
+/// An exporter's own backlog (see `Exporter::backlog`). Read on every request: keep it
+/// to atomic loads.
+pub trait Backlog: Send + Sync {
+    /// Bytes held (as OTLP encodes them).
+    fn held_bytes(&self) -> u64;
+    /// The most the exporter holds; it refuses data beyond it.
+    fn limit_bytes(&self) -> u64;
 }
 
 /// A typed receiver factory: the author's side; the registry erases the types.

@@ -172,7 +172,9 @@ impl Service {
         }
         let (capacity, capacity_bytes) = spec.settings.queue_capacity();
         let metrics = ExporterMetrics::new(&spec.id, capacity, capacity_bytes);
-        let queue = Arc::new(ExporterQueue::new(capacity, capacity_bytes, metrics));
+        let queue = Arc::new(
+            ExporterQueue::new(capacity, capacity_bytes, metrics).with_backlog(exporter.backlog()),
+        );
         let runner = ExporterRunner {
             id: spec.id.clone(),
             exporter,

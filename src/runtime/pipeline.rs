@@ -7,10 +7,10 @@ use tokio::sync::{Notify, mpsc};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::queue::ExporterQueue;
+use super::queue::{ExporterQueue, Full};
 use crate::component::{
-    Dropped, Emitter, FlushReason, PipelineMsg, ProcessError, Processor, Refusal, RefusalReason,
-    TraceBatch,
+    ByteSize, Dropped, Emitter, FlushReason, PipelineMsg, ProcessError, Processor, Refusal,
+    RefusalReason, TraceBatch,
 };
 use crate::telemetry::metrics::ProcessorMetrics;
 
@@ -82,14 +82,20 @@ impl Pipeline {
     }
 
     async fn handle(&mut self, msg: PipelineMsg) {
-        if let Some(full) = self.exporters.iter().find(|e| e.queue.is_full()) {
-            let refusal = Refusal::new(
-                RefusalReason::PipelineFull,
-                format!(
-                    "the sending queue of exporter {} is full, retry later",
-                    full.id
+        let full = self
+            .exporters
+            .iter()
+            .find_map(|e| e.queue.full().map(|full| (&e.id, full)));
+        if let Some((id, full)) = full {
+            let message = match full {
+                Full::Queue => format!("the sending queue of exporter {id} is full, retry later"),
+                Full::Backlog { held, limit } => format!(
+                    "exporter {id} holds {:.1} MiB not yet delivered (its limit is {}), retry later",
+                    held as f64 / (1 << 20) as f64,
+                    ByteSize(limit)
                 ),
-            );
+            };
+            let refusal = Refusal::new(RefusalReason::PipelineFull, message);
             let _ = msg.reply.send(Err(refusal));
             return;
         }

@@ -5,7 +5,9 @@ use std::collections::VecDeque;
 use parking_lot::Mutex;
 use tokio::sync::Notify;
 
-use crate::component::TraceBatch;
+use std::sync::Arc;
+
+use crate::component::{Backlog, TraceBatch};
 use crate::telemetry::metrics::ExporterMetrics;
 
 struct State {
@@ -16,16 +18,26 @@ struct State {
 
 /// A queue with one consumer (the exporter's runner) and any number of producers (pipelines).
 ///
-/// Pipelines check `is_full` before taking a new request and refuse it when the queue is
-/// full, then push whatever their processors emit; so the queue can exceed its bounds by
-/// at most what one request produces, and senders feel backpressure instead of spanline
-/// buffering without bound.
+/// Pipelines check `full` before taking a new request and refuse it when the queue is
+/// full (or the exporter's own backlog is), then push whatever their processors emit; so
+/// the queue can exceed its bounds by at most what one request produces, and senders feel
+/// backpressure instead of spanline buffering without bound.
 pub struct ExporterQueue {
     state: Mutex<State>,
     notify: Notify,
     capacity: usize,
     capacity_bytes: usize,
     metrics: ExporterMetrics,
+    backlog: Option<Arc<dyn Backlog>>,
+}
+
+/// Why a queue takes no new request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Full {
+    /// The queue itself is at its capacity.
+    Queue,
+    /// What is queued plus what the exporter holds reaches the exporter's limit.
+    Backlog { held: u64, limit: u64 },
 }
 
 impl ExporterQueue {
@@ -40,17 +52,34 @@ impl ExporterQueue {
             capacity: capacity.max(1),
             capacity_bytes: capacity_bytes.max(1),
             metrics,
+            backlog: None,
         }
+    }
+
+    /// Also refuses new requests while the exporter's backlog (with what is queued for it)
+    /// is at its limit.
+    pub fn with_backlog(mut self, backlog: Option<Arc<dyn Backlog>>) -> Self {
+        self.backlog = backlog;
+        self
     }
 
     pub fn metrics(&self) -> &ExporterMetrics {
         &self.metrics
     }
 
-    /// True when a new request should be refused.
-    pub fn is_full(&self) -> bool {
-        let state = self.state.lock();
-        state.items.len() >= self.capacity || state.bytes >= self.capacity_bytes
+    /// Why a new request should be refused, if it should. An exporter holding nothing
+    /// always gets what is queued, so one oversized request cannot wedge it.
+    pub fn full(&self) -> Option<Full> {
+        let queued = {
+            let state = self.state.lock();
+            if state.items.len() >= self.capacity || state.bytes >= self.capacity_bytes {
+                return Some(Full::Queue);
+            }
+            state.bytes as u64
+        };
+        let backlog = self.backlog.as_ref()?;
+        let (held, limit) = (backlog.held_bytes(), backlog.limit_bytes());
+        (held > 0 && held + queued >= limit).then_some(Full::Backlog { held, limit })
     }
 
     /// Adds a batch (see the type's note on bounds). After `close`, the batch is handed back.

@@ -1,7 +1,7 @@
 //! The runtime on a paused clock: delivery, backpressure, refusal, retries and shutdown.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -9,9 +9,9 @@ use parking_lot::Mutex;
 
 use super::{Readiness, Service};
 use crate::component::{
-    BuildContext, ComponentError, Dropped, Emitter, ExportError, Exporter, ExporterFactory,
-    FlushReason, ProcessError, Processor, ProcessorFactory, Refusal, RefusalReason, ResourceSpans,
-    ScopeSpans, Span, TraceBatch, TraceConsumer, Transport,
+    Backlog, BuildContext, ComponentError, Dropped, Emitter, ExportError, Exporter,
+    ExporterFactory, FlushReason, ProcessError, Processor, ProcessorFactory, Refusal,
+    RefusalReason, ResourceSpans, ScopeSpans, Span, TraceBatch, TraceConsumer, Transport,
 };
 use crate::config::load_str_with_env;
 use crate::registry::Registry;
@@ -24,6 +24,20 @@ struct Sink {
     down: Arc<AtomicBool>,
     attempts: Arc<AtomicUsize>,
     durable: bool,
+    /// Bytes the sink claims to hold, against a limit of `BACKLOG_LIMIT`.
+    held: Arc<AtomicU64>,
+}
+
+const BACKLOG_LIMIT: u64 = 1 << 20;
+
+impl Backlog for Sink {
+    fn held_bytes(&self) -> u64 {
+        self.held.load(Ordering::SeqCst)
+    }
+
+    fn limit_bytes(&self) -> u64 {
+        BACKLOG_LIMIT
+    }
 }
 
 impl ExporterFactory for Sink {
@@ -53,6 +67,10 @@ impl Exporter for Sink {
 
     fn durable(&self) -> bool {
         self.durable
+    }
+
+    fn backlog(&self) -> Option<Arc<dyn Backlog>> {
+        Some(Arc::new(self.clone()))
     }
 }
 
@@ -335,4 +353,41 @@ service:
         "answered once the exporter has the spans"
     );
     h.service.shutdown(Duration::from_secs(5)).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_exporter_at_its_backlog_limit_makes_the_pipeline_refuse_at_once() {
+    let sink = Sink {
+        durable: true,
+        ..Sink::default()
+    };
+    let mut h = start(DIRECT, &sink, &Hold::default()).await;
+    sink.held.store(BACKLOG_LIMIT, Ordering::SeqCst);
+    let started = tokio::time::Instant::now();
+    let refusal = h
+        .consumer
+        .consume(Transport::Grpc, batch(0, 2))
+        .await
+        .expect_err("refused while the exporter is at its limit");
+    assert_eq!(refusal.reason, RefusalReason::PipelineFull, "{refusal}");
+    assert_eq!(
+        refusal.message,
+        "exporter sink holds 1.0 MiB not yet delivered (its limit is 1MiB), retry later"
+    );
+    assert!(started.elapsed().is_zero(), "the sender is told at once");
+    assert_eq!(sink.attempts.load(Ordering::SeqCst), 0, "nothing exported");
+
+    // Below the limit the same request is taken; an empty backlog takes any request.
+    sink.held.store(BACKLOG_LIMIT / 2, Ordering::SeqCst);
+    h.consumer
+        .consume(Transport::Grpc, batch(0, 2))
+        .await
+        .expect("accepted below the limit");
+    sink.held.store(0, Ordering::SeqCst);
+    h.consumer
+        .consume(Transport::Grpc, batch(2, 2))
+        .await
+        .expect("accepted with nothing held");
+    h.service.shutdown(Duration::from_secs(5)).await;
+    assert_eq!(sink.spans.lock().len(), 4);
 }

@@ -172,12 +172,19 @@ async fn blocks_roll_by_size_and_age_and_track_the_committed_sequence() {
         "block b (seq 2) is in flight"
     );
     let b = sealed.into_iter().next().unwrap();
+    let counter = writer.uncommitted_counter();
+    assert!(
+        counter.load(std::sync::atomic::Ordering::Relaxed) > 10_000,
+        "block b is in flight, still held"
+    );
     writer.restore(b, t0);
     assert_eq!(writer.committed_through(), 1);
+    assert_eq!(writer.uncommitted_bytes(), writer.buffered_bytes());
     let again = writer.seal_due(t0, true, 0);
     writer.committed(&again[0].id);
     assert_eq!(writer.committed_through(), 2);
     assert!(writer.is_empty());
+    assert_eq!(counter.load(std::sync::atomic::Ordering::Relaxed), 0);
 }
 
 #[tokio::test]

@@ -3,6 +3,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use arrow::array::{AsArray, RecordBatch};
@@ -126,6 +127,8 @@ pub struct BlockWriter {
     in_flight: BTreeMap<String, InFlight>,
     /// The highest sequence number added so far.
     last_seq: u64,
+    /// `uncommitted_bytes`, readable without the writer (see `uncommitted_counter`).
+    uncommitted: Arc<AtomicU64>,
 }
 
 impl BlockWriter {
@@ -135,6 +138,7 @@ impl BlockWriter {
             buffers: HashMap::new(),
             in_flight: BTreeMap::new(),
             last_seq: 0,
+            uncommitted: Arc::default(),
         }
     }
 
@@ -187,6 +191,7 @@ impl BlockWriter {
             });
             buffer.chunks.push(Arc::new(chunk));
             buffer.bytes += bytes;
+            self.uncommitted.fetch_add(bytes, Ordering::Relaxed);
         }
     }
 
@@ -257,7 +262,9 @@ impl BlockWriter {
 
     /// Marks a block as committed (its index object is written).
     pub fn committed(&mut self, block_id: &str) {
-        self.in_flight.remove(block_id);
+        if let Some(block) = self.in_flight.remove(block_id) {
+            self.uncommitted.fetch_sub(block.bytes, Ordering::Relaxed);
+        }
     }
 
     /// Every write-ahead-log entry up to this sequence number is in a committed block.
@@ -281,7 +288,13 @@ impl BlockWriter {
 
     /// OTLP bytes accepted and not yet committed: open buffers and blocks on their way.
     pub fn uncommitted_bytes(&self) -> u64 {
-        self.buffered_bytes() + self.in_flight.values().map(|f| f.bytes).sum::<u64>()
+        self.uncommitted.load(Ordering::Relaxed)
+    }
+
+    /// A live view of `uncommitted_bytes` that needs no lock on the writer, for checks on
+    /// every request (a pipeline refusing new data while the store is behind).
+    pub fn uncommitted_counter(&self) -> Arc<AtomicU64> {
+        self.uncommitted.clone()
     }
 
     /// When the oldest buffer reaches `max_block_age`.
