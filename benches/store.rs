@@ -4,7 +4,8 @@
 //! index). Prints µs per span for each, spans/s per core for both together, and bytes per
 //! span stored. Run with `cargo bench --bench store`; `SPANLINE_BENCH_REQUESTS` (default
 //! 400, 500 spans each) sets the amount, `SPANLINE_BENCH_TENANTS` (default 1) how many
-//! tenants (and so blocks) they are spread over.
+//! tenants (and so blocks) they are spread over, `SPANLINE_BENCH_DIR` a directory to keep
+//! the blocks in (to inspect their columns) instead of memory.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -76,7 +77,13 @@ fn main() {
                 .expect("buffered");
         }
         let (buffer_wall, buffer_cpu) = (wall.elapsed(), cpu_time() - cpu);
-        let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+        // SPANLINE_BENCH_DIR keeps the blocks on disk, to inspect their columns.
+        let store: Arc<dyn ObjectStore> = match std::env::var("SPANLINE_BENCH_DIR") {
+            Ok(dir) => Arc::new(
+                object_store::local::LocalFileSystem::new_with_prefix(dir).expect("bench dir"),
+            ),
+            Err(_) => Arc::new(InMemory::new()),
+        };
         let layout = Layout::default();
         let (wall, cpu) = (Instant::now(), cpu_time());
         let sealed = writer.seal_due(tokio::time::Instant::now(), true, 0);

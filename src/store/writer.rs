@@ -415,19 +415,21 @@ fn properties(config: &WriterConfig) -> Result<WriterProperties, StoreError> {
         .set_writer_version(WriterVersion::PARQUET_1_0)
         .set_compression(compression)
         .set_dictionary_enabled(true);
-    // Unique ids gain nothing from a dictionary; times within a trace are close together,
-    // so deltas are small once rows are sorted by trace.
+    // Unique ids gain nothing from a dictionary; a parent id repeats for its children.
     for column in ["span_id", "parent_span_id"] {
         let path = ColumnPath::from(column);
         builder = builder
             .set_column_dictionary_enabled(path.clone(), false)
             .set_column_encoding(path, Encoding::DELTA_BYTE_ARRAY);
     }
+    // Nanosecond times: their high bytes are nearly constant within a block and their low
+    // bytes noise. Split into byte streams, zstd packs the constant streams to nothing;
+    // on loadgen's spans 3.0-3.9 bytes per value against 3.8-4.6 with deltas.
     for column in ["start_time", "end_time", "duration_ns"] {
         let path = ColumnPath::from(column);
         builder = builder
             .set_column_dictionary_enabled(path.clone(), false)
-            .set_column_encoding(path, Encoding::DELTA_BINARY_PACKED);
+            .set_column_encoding(path, Encoding::BYTE_STREAM_SPLIT);
     }
     Ok(builder
         // Page statistics write the column and offset indexes (the page index).
