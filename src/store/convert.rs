@@ -161,27 +161,46 @@ struct AttrColumn {
     scratch: String,
 }
 
+/// What one attribute column will hold, measured before it is built so that its buffers
+/// are allocated once: growing them meant copies and freshly faulted pages for every chunk.
+#[derive(Debug, Default, Clone, Copy)]
+struct AttrSize {
+    rows: usize,
+    items: usize,
+    key_bytes: usize,
+    value_bytes: usize,
+}
+
+/// Room for a value that is not a string (its text form is written later).
+const NON_STRING_BYTES: usize = 24;
+
+impl AttrSize {
+    fn add(&mut self, attrs: &[KeyValue]) {
+        use any_value::Value;
+        self.rows += 1;
+        self.items += attrs.len();
+        for kv in attrs {
+            self.key_bytes += kv.key.len();
+            self.value_bytes += match kv.value.as_ref().and_then(|v| v.value.as_ref()) {
+                Some(Value::StringValue(s)) => s.len(),
+                _ => NON_STRING_BYTES,
+            };
+        }
+    }
+}
+
 impl AttrColumn {
-    /// A column for `rows` rows holding `items` attributes in all.
-    fn with_capacity(rows: usize, items: usize) -> Self {
+    fn with_size(size: AttrSize) -> Self {
+        let mut offsets = Vec::with_capacity(size.rows + 1);
+        offsets.push(0);
         Self {
-            keys: StringBuilder::with_capacity(items, items * 16),
-            values: StringBuilder::with_capacity(items, items * 16),
-            offsets: Vec::with_capacity(rows + 1),
-            types: StringBuilder::with_capacity(rows, items),
+            keys: StringBuilder::with_capacity(size.items, size.key_bytes),
+            values: StringBuilder::with_capacity(size.items, size.value_bytes),
+            offsets,
+            types: StringBuilder::with_capacity(size.rows, size.items),
             letters: String::new(),
             scratch: String::new(),
         }
-        .started()
-    }
-
-    fn new() -> Self {
-        Self::with_capacity(0, 0)
-    }
-
-    fn started(mut self) -> Self {
-        self.offsets.push(0);
-        self
     }
 
     fn push(&mut self, attrs: &[KeyValue]) {
@@ -264,23 +283,81 @@ struct Links {
     count: i32,
 }
 
+/// The plain text columns of a row, in schema order.
+fn texts<'a>(row: &SpanRef<'a>) -> [&'a str; 8] {
+    let (span, origin) = (row.span, &row.origin);
+    let status = span.status.as_ref();
+    [
+        span.trace_state.as_str(),
+        origin.tenant,
+        origin.service,
+        span.name.as_str(),
+        kind_name(span.kind),
+        status_name(status.map_or(0, |s| s.code)),
+        status.map_or("", |s| s.message.as_str()),
+        origin.scope.name.as_str(),
+    ]
+}
+
+/// Exact sizes of every variable-length buffer of a batch of `rows`.
+#[derive(Default)]
+struct Sizes {
+    texts: [usize; 8],
+    scope_version: usize,
+    resource: AttrSize,
+    span: AttrSize,
+    scope: AttrSize,
+    events: usize,
+    event_names: usize,
+    event: AttrSize,
+    links: usize,
+    link_states: usize,
+    link: AttrSize,
+}
+
+impl Sizes {
+    fn of(rows: &[SpanRef<'_>]) -> Self {
+        let mut sizes = Sizes::default();
+        for row in rows {
+            for (total, text) in sizes.texts.iter_mut().zip(texts(row)) {
+                *total += text.len();
+            }
+            sizes.scope_version += row.origin.scope.version.len();
+            sizes.resource.add(&row.origin.resource.attributes);
+            sizes.span.add(&row.span.attributes);
+            sizes.scope.add(&row.origin.scope.attributes);
+            for event in &row.span.events {
+                sizes.events += 1;
+                sizes.event_names += event.name.len();
+                sizes.event.add(&event.attributes);
+            }
+            for link in &row.span.links {
+                sizes.links += 1;
+                sizes.link_states += link.trace_state.len();
+                sizes.link.add(&link.attributes);
+            }
+        }
+        sizes
+    }
+}
+
 /// Converts spans into one record batch of the span table, in the order given.
 pub fn spans_to_batch(rows: &[SpanRef<'_>]) -> Result<RecordBatch, StoreError> {
     let n = rows.len();
+    let sizes = Sizes::of(rows);
     let mut trace_id = FixedSizeBinaryBuilder::with_capacity(n, 16);
     let mut span_id = FixedSizeBinaryBuilder::with_capacity(n, 8);
     let mut parent = BinaryBuilder::with_capacity(n, n * 8);
     let mut strings: [StringBuilder; 8] =
-        std::array::from_fn(|_| StringBuilder::with_capacity(n, n * 16));
+        std::array::from_fn(|i| StringBuilder::with_capacity(n, sizes.texts[i]));
     let mut flags = UInt32Builder::with_capacity(n);
     let mut start = TimestampNanosecondBuilder::with_capacity(n);
     let mut end = TimestampNanosecondBuilder::with_capacity(n);
     let mut duration = Int64Builder::with_capacity(n);
-    let count = |f: fn(&SpanRef<'_>) -> usize| rows.iter().map(f).sum::<usize>();
     let (mut resource_attrs, mut span_attrs, mut scope_attrs) = (
-        AttrColumn::with_capacity(n, count(|r| r.origin.resource.attributes.len())),
-        AttrColumn::with_capacity(n, count(|r| r.span.attributes.len())),
-        AttrColumn::with_capacity(n, count(|r| r.origin.scope.attributes.len())),
+        AttrColumn::with_size(sizes.resource),
+        AttrColumn::with_size(sizes.span),
+        AttrColumn::with_size(sizes.scope),
     );
     let mut promoted_str: Vec<StringBuilder> = (0..4)
         .map(|_| StringBuilder::with_capacity(n, n * 8))
@@ -288,17 +365,25 @@ pub fn spans_to_batch(rows: &[SpanRef<'_>]) -> Result<RecordBatch, StoreError> {
     let mut promoted_int = Int64Builder::with_capacity(n);
     let mut dropped: Vec<UInt32Builder> = (0..3).map(|_| UInt32Builder::with_capacity(n)).collect();
     let mut events = Events {
-        offsets: vec![0],
-        ..Default::default()
+        time: TimestampNanosecondBuilder::with_capacity(sizes.events),
+        name: StringBuilder::with_capacity(sizes.events, sizes.event_names),
+        dropped: UInt32Builder::with_capacity(sizes.events),
+        offsets: Vec::with_capacity(n + 1),
+        count: 0,
     };
-    let mut event_attrs = AttrColumn::new();
+    events.offsets.push(0);
+    let mut event_attrs = AttrColumn::with_size(sizes.event);
     let mut links = Links {
-        trace_id: Some(FixedSizeBinaryBuilder::new(16)),
-        span_id: Some(FixedSizeBinaryBuilder::new(8)),
-        offsets: vec![0],
-        ..Default::default()
+        trace_id: Some(FixedSizeBinaryBuilder::with_capacity(sizes.links, 16)),
+        span_id: Some(FixedSizeBinaryBuilder::with_capacity(sizes.links, 8)),
+        trace_state: StringBuilder::with_capacity(sizes.links, sizes.link_states),
+        dropped: UInt32Builder::with_capacity(sizes.links),
+        flags: UInt32Builder::with_capacity(sizes.links),
+        offsets: Vec::with_capacity(n + 1),
+        count: 0,
     };
-    let mut link_attrs = AttrColumn::new();
+    links.offsets.push(0);
+    let mut link_attrs = AttrColumn::with_size(sizes.link);
 
     for row in rows {
         let (span, origin) = (row.span, &row.origin);
@@ -309,18 +394,7 @@ pub fn spans_to_batch(rows: &[SpanRef<'_>]) -> Result<RecordBatch, StoreError> {
         } else {
             parent.append_value(&span.parent_span_id);
         }
-        let status = span.status.as_ref();
-        let texts = [
-            span.trace_state.as_str(),
-            origin.tenant,
-            origin.service,
-            span.name.as_str(),
-            kind_name(span.kind),
-            status_name(status.map_or(0, |s| s.code)),
-            status.map_or("", |s| s.message.as_str()),
-            origin.scope.name.as_str(),
-        ];
-        for (builder, text) in strings.iter_mut().zip(texts) {
+        for (builder, text) in strings.iter_mut().zip(texts(row)) {
             builder.append_value(text);
         }
         flags.append_value(span.flags);
@@ -343,7 +417,7 @@ pub fn spans_to_batch(rows: &[SpanRef<'_>]) -> Result<RecordBatch, StoreError> {
         push_links(span, &mut links, &mut link_attrs)?;
     }
 
-    let mut scope_version = StringBuilder::new();
+    let mut scope_version = StringBuilder::with_capacity(n, sizes.scope_version);
     for row in rows {
         scope_version.append_value(&row.origin.scope.version);
     }
