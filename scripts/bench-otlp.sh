@@ -177,7 +177,8 @@ EOF
 
 run_rotel() {
     local agent
-    agent=$(find "$ROTEL_VENV" -path '*/site-packages/rotel/rotel-agent' 2>/dev/null | head -1)
+    # No venv yet is not an error (find fails on a missing directory, and pipefail would stop here).
+    agent=$(find "$ROTEL_VENV" -path '*/site-packages/rotel/rotel-agent' 2>/dev/null | head -1 || true)
     if [[ -z "$agent" ]]; then
         python3 -m venv "$ROTEL_VENV"
         "$ROTEL_VENV/bin/pip" install --quiet rotel

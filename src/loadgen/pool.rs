@@ -2,9 +2,10 @@
 //!
 //! Encoding 500 spans costs about as much as decoding them, so a load generator that encoded every request
 //! would measure itself. Instead each request is encoded once; the byte offsets of every trace id and
-//! timestamp are recorded, and each later pass over the pool XORs the trace ids with a per-pass salt and
-//! adds the elapsed time to the timestamps. Spans of one trace keep one id; traces never repeat across
-//! passes. Pre-compressed bodies (HTTP with gzip) cannot be patched and are re-sent unchanged.
+//! timestamp are recorded, and each later pass over the pool XORs the trace ids and span ids (with the
+//! parent ids, so trees stay intact) with per-pass salts and adds the elapsed time to the timestamps.
+//! Spans of one trace keep one id; neither traces nor span ids repeat across passes, so what a store
+//! makes of the ids (they are most of what cannot be compressed) is what it makes of real ones. Pre-compressed bodies (HTTP with gzip) cannot be patched and are re-sent unchanged.
 
 use std::io::Write;
 use std::ops::Range;
@@ -45,10 +46,14 @@ pub struct PoolParams {
 enum Patch {
     /// 16 raw trace-id bytes (protobuf): the first 8 are XORed with the salt.
     RawTraceId(usize),
+    /// 8 raw span-id (or parent-span-id) bytes (protobuf): XORed with the span salt.
+    RawSpanId(usize),
     /// A little-endian fixed64 nanosecond timestamp (protobuf).
     RawTime(usize),
     /// 32 hex digits (JSON): the first 16 are XORed with the salt.
     HexTraceId(usize),
+    /// 16 hex digits of a span or parent span id (JSON): XORed with the span salt.
+    HexSpanId(usize),
     /// A decimal nanosecond timestamp of `len` digits inside a JSON string.
     DecimalTime(usize, usize),
 }
@@ -152,10 +157,18 @@ impl Pooled {
         if self.patches.is_empty() || (pass == 0 && shift_nanos == 0) {
             return self.body.clone();
         }
-        let salt = if pass == 0 { 0 } else { splitmix64(pass) };
+        let salts = if pass == 0 {
+            Salts::default()
+        } else {
+            let trace = splitmix64(pass);
+            Salts {
+                trace,
+                span: splitmix64(trace),
+            }
+        };
         let mut body = self.body.to_vec();
         for patch in &self.patches {
-            apply(&mut body, *patch, salt, shift_nanos);
+            apply(&mut body, *patch, salts, shift_nanos);
         }
         Bytes::from(body)
     }
@@ -173,10 +186,22 @@ fn splitmix64(x: u64) -> u64 {
     z ^ (z >> 31)
 }
 
-fn apply(body: &mut [u8], patch: Patch, salt: u64, shift: u64) {
+/// What one pass XORs into trace ids and span ids.
+#[derive(Debug, Default, Clone, Copy)]
+struct Salts {
+    trace: u64,
+    span: u64,
+}
+
+fn apply(body: &mut [u8], patch: Patch, salts: Salts, shift: u64) {
     match patch {
         Patch::RawTraceId(at) => {
-            for (byte, key) in body[at..at + 8].iter_mut().zip(salt.to_le_bytes()) {
+            for (byte, key) in body[at..at + 8].iter_mut().zip(salts.trace.to_le_bytes()) {
+                *byte ^= key;
+            }
+        }
+        Patch::RawSpanId(at) => {
+            for (byte, key) in body[at..at + 8].iter_mut().zip(salts.span.to_le_bytes()) {
                 *byte ^= key;
             }
         }
@@ -190,7 +215,13 @@ fn apply(body: &mut [u8], patch: Patch, salt: u64, shift: u64) {
             let Some(value) = parse_hex(&body[at..at + 16]) else {
                 return;
             };
-            write_hex(&mut body[at..at + 16], value ^ salt);
+            write_hex(&mut body[at..at + 16], value ^ salts.trace);
+        }
+        Patch::HexSpanId(at) => {
+            let Some(value) = parse_hex(&body[at..at + 16]) else {
+                return;
+            };
+            write_hex(&mut body[at..at + 16], value ^ salts.span);
         }
         Patch::DecimalTime(at, len) => {
             let Some(value) = parse_decimal(&body[at..at + len]) else {
@@ -263,6 +294,8 @@ fn span_patches(buf: &[u8], range: Range<usize>, patches: &mut Vec<Patch>) -> Re
         match (field, wire) {
             // Span.trace_id = 1
             (1, WIRE_LEN) if range.len() == 16 => patches.push(Patch::RawTraceId(range.start)),
+            // Span.span_id = 2, parent_span_id = 4
+            (2 | 4, WIRE_LEN) if range.len() == 8 => patches.push(Patch::RawSpanId(range.start)),
             // Span.start_time_unix_nano = 7, end_time_unix_nano = 8
             (7 | 8, WIRE_I64) => patches.push(Patch::RawTime(range.start)),
             // Span.events = 11; Event.time_unix_nano = 1
@@ -333,6 +366,7 @@ fn varint(buf: &[u8], at: &mut usize) -> Result<u64, ()> {
 /// Offsets of trace ids and timestamps in OTLP/JSON, found by their keys.
 fn json_patches(buf: &[u8]) -> Vec<Patch> {
     const TRACE_ID: &[u8] = b"traceId\":\"";
+    const SPAN_IDS: [&[u8]; 2] = [b"spanId\":\"", b"parentSpanId\":\""];
     const TIMES: [&[u8]; 3] = [
         b"startTimeUnixNano\":\"",
         b"endTimeUnixNano\":\"",
@@ -350,6 +384,16 @@ fn json_patches(buf: &[u8]) -> Vec<Patch> {
                 patches.push(Patch::HexTraceId(at));
             }
             continue;
+        }
+        for key in SPAN_IDS {
+            let at = quote + 1 + key.len();
+            if rest.starts_with(key)
+                && buf
+                    .get(at..at + 16)
+                    .is_some_and(|d| d.iter().all(u8::is_ascii_hexdigit))
+            {
+                patches.push(Patch::HexSpanId(at));
+            }
         }
         for key in TIMES {
             if rest.starts_with(key) {

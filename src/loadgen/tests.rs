@@ -271,8 +271,10 @@ fn spans_of(request: &ExportTraceServiceRequest) -> Vec<Span> {
 fn check_rendered_pass(original: &[Span], rendered: &[Span], shift: u64) {
     assert_eq!(original.len(), rendered.len());
     let mut mapping: HashMap<&[u8], &[u8]> = HashMap::new();
+    let mut span_ids: HashMap<&[u8], &[u8]> = HashMap::new();
     for (before, after) in original.iter().zip(rendered) {
-        assert_eq!(before.span_id, after.span_id);
+        assert_ne!(before.span_id, after.span_id, "span ids change too");
+        span_ids.insert(&before.span_id, &after.span_id);
         assert_ne!(
             before.trace_id, after.trace_id,
             "trace ids change on a later pass"
@@ -295,6 +297,15 @@ fn check_rendered_pass(original: &[Span], rendered: &[Span], shift: u64) {
             );
         }
     }
+    // A child's new parent id is its parent's new span id: the tree is unchanged.
+    let mut parents = 0;
+    for (before, after) in original.iter().zip(rendered) {
+        if let Some(parent) = span_ids.get(before.parent_span_id.as_slice()) {
+            assert_eq!(after.parent_span_id.as_slice(), *parent);
+            parents += 1;
+        }
+    }
+    assert!(parents > 0, "the pool's traces have parent links");
 }
 
 #[test]
