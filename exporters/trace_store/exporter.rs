@@ -1,12 +1,14 @@
 //! The exporter: routes batches into the block writer and commits blocks in the background.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
 use metrics::{counter, gauge, histogram};
-use object_store::ObjectStore;
+use object_store::{ObjectStore, ObjectStoreExt};
+use prost::Message;
 use tokio::sync::Mutex;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
@@ -21,13 +23,13 @@ use crate::component::names::{
 use crate::component::{Backlog, ComponentError, ExportError, Exporter, Health, TraceBatch};
 use crate::store::compaction;
 use crate::store::index::BlockMeta;
-use crate::store::layout::Layout;
+use crate::store::layout::{Layout, Partition};
 use crate::store::live::{self, LiveView, QuerySource};
 use crate::store::reader::StoreReader;
 use crate::store::retention::{self, RetentionPolicy};
 use crate::store::summary::TraceSummary;
 use crate::store::writer::Rows;
-use crate::store::writer::{BlockWriter, stage, write_block};
+use crate::store::writer::{BlockWriter, Written, promote, stage, write_block, write_or_stage};
 use crate::store::{SpanPredicate, TimeWindow};
 use crate::store::{StoreError, WriteAheadLog};
 
@@ -43,6 +45,12 @@ pub(crate) struct Shared {
     pub layout: Layout,
     /// One reader for every query of this store, so its caches are shared.
     pub reader: StoreReader,
+    /// Encoded blocks whose upload failed, whole (index included), in memory until the
+    /// store takes them; read by queries like the store itself.
+    pub staging: Arc<dyn ObjectStore>,
+    pub staging_reader: StoreReader,
+    /// The blocks in `staging`, oldest first.
+    pub staged: parking_lot::Mutex<Vec<BlockMeta>>,
     pub writer: Mutex<BlockWriter>,
     pub wal: Option<Arc<dyn WriteAheadLog>>,
     /// The most uncommitted span bytes held before exports are refused.
@@ -109,20 +117,47 @@ impl Shared {
                 writer.config().clone(),
             )
         };
-        let mut first_error = None;
+        let mut first_error = self.promote_staged().await.err();
         for block in sealed {
             let started = Instant::now();
-            match write_block(&self.store, &self.layout, &config, block).await {
-                Ok(meta) => {
+            if let Some(wal) = &self.wal
+                && let Err(error) = wal.note_block(&block.note()).await
+            {
+                tracing::warn!(exporter = %self.id, %error, "block not written: the log could not note it");
+                self.writer.lock().await.restore(block, Instant::now());
+                first_error.get_or_insert(error);
+                continue;
+            }
+            // While the store fails, new blocks go straight to staging.
+            let written = if first_error.is_some() {
+                write_block(&self.staging, &self.layout, &config, block)
+                    .await
+                    .map(|meta| Written::Staged {
+                        meta,
+                        error: StoreError::Upload("object storage failing; not tried".into()),
+                    })
+            } else {
+                write_or_stage(&self.store, &self.staging, &self.layout, &config, block).await
+            };
+            match written {
+                Ok(Written::Committed(meta)) => {
                     histogram!(STORE_UPLOAD_LATENCY, "exporter" => self.id.clone())
                         .record(started.elapsed().as_secs_f64());
                     self.record_block(&meta);
                     self.writer.lock().await.committed(&meta.block_id);
                 }
+                Ok(Written::Staged { meta, error }) => {
+                    if first_error.is_none() {
+                        counter!(STORE_UPLOAD_FAILURES, "exporter" => self.id.clone()).increment(1);
+                        tracing::warn!(exporter = %self.id, %error, "block upload failed; the encoded block waits in memory, its spans in the write-ahead log");
+                    }
+                    self.writer.lock().await.staged(&meta.block_id);
+                    self.staged.lock().push(meta);
+                    first_error.get_or_insert(error);
+                }
                 Err(failed) => {
                     let (error, block) = *failed;
-                    counter!(STORE_UPLOAD_FAILURES, "exporter" => self.id.clone()).increment(1);
-                    tracing::warn!(exporter = %self.id, %error, "block upload failed; its spans stay buffered");
+                    tracing::warn!(exporter = %self.id, %error, "block encoding failed; its spans stay buffered");
                     self.writer.lock().await.restore(block, Instant::now());
                     first_error.get_or_insert(error);
                 }
@@ -132,6 +167,26 @@ impl Shared {
         self.update_gauges().await;
         self.backoff.lock().after(first_error.is_none());
         first_error.map_or(Ok(()), Err)
+    }
+
+    /// Moves staged blocks to the store, oldest first; stops at the first failure (the
+    /// store is still failing; the rest wait for the next attempt).
+    async fn promote_staged(&self) -> Result<(), StoreError> {
+        let waiting: Vec<BlockMeta> = self.staged.lock().clone();
+        for meta in waiting {
+            let started = Instant::now();
+            if let Err(error) = promote(&self.staging, &self.store, &self.layout, &meta).await {
+                counter!(STORE_UPLOAD_FAILURES, "exporter" => self.id.clone()).increment(1);
+                tracing::warn!(exporter = %self.id, %error, staged = self.staged.lock().len(), "upload of a staged block failed");
+                return Err(error);
+            }
+            histogram!(STORE_UPLOAD_LATENCY, "exporter" => self.id.clone())
+                .record(started.elapsed().as_secs_f64());
+            self.record_block(&meta);
+            self.staged.lock().retain(|m| m.block_id != meta.block_id);
+            self.writer.lock().await.committed(&meta.block_id);
+        }
+        Ok(())
     }
 
     fn record_block(&self, meta: &BlockMeta) {
@@ -219,18 +274,64 @@ impl TraceStoreExporter {
         self.shared.reader.clone()
     }
 
+    /// Blocks waiting in staging, and the column chunks the writer holds for `tenant`.
+    #[cfg(test)]
+    pub(crate) async fn held(&self, tenant: &str) -> (usize, usize) {
+        let staged = self.shared.staged_of(tenant).len();
+        (staged, self.shared.live_rows(tenant).await.len())
+    }
+
     /// Rebuilds blocks from what the write-ahead log still holds (after a crash).
     async fn replay(&mut self) -> Result<(), StoreError> {
         let Some(wal) = self.shared.wal.clone() else {
             return Ok(());
         };
         let entries = wal.replay().await?;
+        if entries.is_empty() {
+            return Ok(());
+        }
+        let committed = self.committed_entries(wal.as_ref()).await?;
         let mut writer = self.shared.writer.lock().await;
+        let indexed = writer.config().indexed_attributes.clone();
+        let mut skipped = 0;
         for (seq, batch) in entries {
-            writer.add(&batch, seq, Instant::now())?;
+            let bytes = batch.iter().map(|rs| rs.encoded_len() as u64).sum();
+            let (kept, done): (Vec<_>, Vec<_>) = stage(&batch, bytes, &indexed)?
+                .into_iter()
+                .partition(|s| !committed.contains(&(s.partition.clone(), seq)));
+            skipped += done.iter().map(|s| s.chunk.spans.num_rows()).sum::<usize>();
+            writer.insert(kept, seq, Instant::now());
             self.next_seq = self.next_seq.max(seq);
         }
+        if skipped > 0 {
+            tracing::info!(exporter = %self.shared.id, spans = skipped, "replay skipped spans a block had committed before the crash");
+        }
         Ok(())
+    }
+
+    /// (partition, entry) pairs whose spans are in a committed block: noted blocks whose
+    /// index exists. The process stopped after writing their index and before releasing
+    /// their entries; replaying those would store the spans twice.
+    async fn committed_entries(
+        &self,
+        wal: &dyn WriteAheadLog,
+    ) -> Result<HashSet<(Partition, u64)>, StoreError> {
+        let mut committed = HashSet::new();
+        for note in wal.block_notes().await? {
+            let index = self.shared.layout.index(&note.tenant, &note.block_id);
+            match self.shared.store.head(&index).await {
+                Ok(_) => {
+                    let partition = Partition {
+                        tenant: note.tenant.clone(),
+                        hour: note.hour,
+                    };
+                    committed.extend(note.seqs.iter().map(|s| (partition.clone(), *s)));
+                }
+                Err(object_store::Error::NotFound { .. }) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(committed)
     }
 
     fn spawn_committer(&mut self) {
@@ -427,12 +528,26 @@ impl LiveView for Shared {
         tenant: &str,
         trace_id: &[u8],
     ) -> Vec<opentelemetry_proto::tonic::trace::v1::ResourceSpans> {
-        live::rows_trace(&self.live_rows(tenant).await, trace_id)
+        let mut spans = live::rows_trace(&self.live_rows(tenant).await, trace_id);
+        if !self.staged_of(tenant).is_empty() {
+            match self.staging_reader.trace(tenant, trace_id).await {
+                Ok(found) => spans.extend(found),
+                Err(error) => staged_unreadable(&error),
+            }
+        }
+        spans
     }
 
     async fn summaries(&self, tenant: &str, window: TimeWindow) -> Vec<TraceSummary> {
         let rows = self.live_rows(tenant).await;
-        off_thread(move || live::rows_summaries(&rows, window)).await
+        let mut found = off_thread(move || live::rows_summaries(&rows, window)).await;
+        for meta in self.staged_of(tenant) {
+            match self.staging_reader.summaries(&meta, Some(window)).await {
+                Ok(parts) => found.extend(parts),
+                Err(error) => staged_unreadable(&error),
+            }
+        }
+        found
     }
 
     async fn scan(
@@ -442,9 +557,34 @@ impl LiveView for Shared {
         predicate: &SpanPredicate,
     ) -> Vec<[u8; 16]> {
         let rows = self.live_rows(tenant).await;
-        let predicate = predicate.clone();
-        off_thread(move || live::rows_scan(&rows, window, &predicate)).await
+        let owned = predicate.clone();
+        let mut ids = off_thread(move || live::rows_scan(&rows, window, &owned)).await;
+        for meta in self.staged_of(tenant) {
+            match self.staging_reader.scan(&meta, window, predicate).await {
+                Ok(found) => ids.extend(found),
+                Err(error) => staged_unreadable(&error),
+            }
+        }
+        ids.sort_unstable();
+        ids.dedup();
+        ids
     }
+}
+
+impl Shared {
+    /// The tenant's blocks waiting in staging.
+    fn staged_of(&self, tenant: &str) -> Vec<BlockMeta> {
+        let staged = self.staged.lock();
+        staged
+            .iter()
+            .filter(|m| m.tenant == tenant)
+            .cloned()
+            .collect()
+    }
+}
+
+fn staged_unreadable(error: &StoreError) {
+    tracing::warn!(%error, "a block waiting for upload could not be read back");
 }
 
 /// Summarising or scanning a full buffer takes a while: keep it off the async threads.

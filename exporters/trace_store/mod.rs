@@ -99,9 +99,13 @@ pub fn exporter_on(
     layout: Layout,
 ) -> TraceStoreExporter {
     let writer = BlockWriter::new(config.writer());
+    let staging: Arc<dyn ObjectStore> = Arc::new(object_store::memory::InMemory::new());
     TraceStoreExporter::new(exporter::Shared {
         id: id.to_string(),
         reader: StoreReader::new(store.clone(), layout.clone()),
+        staging: staging.clone(),
+        staging_reader: StoreReader::new(staging, layout.clone()),
+        staged: Default::default(),
         store,
         layout,
         indexed_attributes: writer.config().indexed_attributes.clone(),

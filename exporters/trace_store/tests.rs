@@ -237,7 +237,7 @@ async fn the_log_holds_each_batch_until_its_block_is_committed_and_is_replayed()
 }
 
 #[tokio::test]
-async fn a_storage_outage_keeps_spans_buffered_until_storage_returns() {
+async fn a_storage_outage_keeps_blocks_encoded_and_queryable_until_storage_returns() {
     let dir = tempfile::tempdir().unwrap();
     let config = TraceStoreConfig {
         url: format!("file://{}", dir.path().display()),
@@ -253,13 +253,42 @@ async fn a_storage_outage_keeps_spans_buffered_until_storage_returns() {
         exporter.flush().await,
         Err(ExportError::Retryable { .. })
     ));
+    assert_eq!(
+        exporter.held("acme").await,
+        (1, 0),
+        "the block waits encoded, its columns let go"
+    );
     assert!(exporter.flush().await.is_err(), "still down");
     assert!(exporter.reader().blocks("acme").await.unwrap().is_empty());
+    // Still queryable while it waits: by trace id, in search and by attribute.
+    let live = exporter.query_source().unwrap().live.unwrap();
+    let trace_id = sent.resource_spans[0].scope_spans[0].spans[0]
+        .trace_id
+        .clone();
+    let found = live.trace("acme", &trace_id).await;
+    let expected = sent
+        .resource_spans
+        .iter()
+        .flat_map(|rs| &rs.scope_spans)
+        .flat_map(|ss| &ss.spans)
+        .filter(|s| s.trace_id == trace_id)
+        .count();
+    assert_eq!(flatten(&found).len(), expected);
+    let everything = crate::store::TimeWindow {
+        start_unix_nano: 0,
+        end_unix_nano: u64::MAX / 2,
+    };
+    let summaries = live.summaries("acme", everything).await;
+    assert!(summaries.iter().any(|t| t.trace_id.as_slice() == trace_id));
+    assert!(live.summaries("other", everything).await.is_empty());
+
     std::fs::remove_file(&blocker).unwrap();
     exporter.flush().await.unwrap();
+    assert_eq!(exporter.held("acme").await, (0, 0));
     assert_eq!(
         flatten(&read_all(&exporter).await),
-        flatten(&sent.resource_spans)
+        flatten(&sent.resource_spans),
+        "every span once"
     );
 }
 
@@ -311,4 +340,63 @@ async fn a_full_block_is_committed_by_the_background_task_without_a_flush() {
         "rolled by max_block_bytes well before max_block_age"
     );
     exporter.shutdown().await;
+}
+
+/// The file log, except that it never releases entries: the process "dies" after a block's
+/// index is written and before the log hears of it.
+struct NeverReleased(super::wal_log::FileWal);
+
+#[async_trait::async_trait]
+impl WriteAheadLog for NeverReleased {
+    async fn append(&self, batch: &[ResourceSpans]) -> Result<u64, StoreError> {
+        self.0.append(batch).await
+    }
+
+    async fn committed_through(&self, _: u64) -> Result<(), StoreError> {
+        Ok(())
+    }
+
+    async fn replay(&self) -> Result<Vec<(u64, Vec<ResourceSpans>)>, StoreError> {
+        self.0.replay().await
+    }
+
+    async fn note_block(&self, note: &crate::store::BlockNote) -> Result<(), StoreError> {
+        self.0.note_block(note).await
+    }
+
+    async fn block_notes(&self) -> Result<Vec<crate::store::BlockNote>, StoreError> {
+        self.0.block_notes().await
+    }
+}
+
+#[tokio::test]
+async fn a_crash_between_a_blocks_index_and_the_logs_release_stores_no_span_twice() {
+    let dir = tempfile::tempdir().unwrap();
+    let wal_dir = dir.path().join("wal");
+    let config = TraceStoreConfig {
+        url: format!("file://{}", dir.path().join("store").display()),
+        ..Default::default()
+    };
+    let open = || super::wal_log::FileWal::open(&wal_dir, 1 << 30).unwrap();
+    let (a, b, c) = (
+        batch(1, 3, Some("a")),
+        batch(2, 3, Some("b")),
+        batch(3, 3, Some("a")),
+    );
+    {
+        let wal: Arc<dyn WriteAheadLog> = Arc::new(NeverReleased(open()));
+        let mut exporter = build_exporter(&config, "trace_store", Some(wal)).unwrap();
+        exporter.export(&a).await.unwrap();
+        exporter.export(&b).await.unwrap();
+        exporter.flush().await.unwrap();
+        // Logged, never in a block: must come back.
+        exporter.export(&c).await.unwrap();
+    }
+    let mut restarted = build_exporter(&config, "trace_store", Some(Arc::new(open()))).unwrap();
+    restarted.start().await.unwrap();
+    restarted.shutdown().await;
+    let stored = flatten(&read_all(&restarted).await);
+    let sent = flatten(&[a.resource_spans, b.resource_spans, c.resource_spans].concat());
+    assert_eq!(stored.len(), sent.len(), "each span exactly once");
+    assert_eq!(stored, sent);
 }

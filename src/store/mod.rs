@@ -80,6 +80,27 @@ pub trait WriteAheadLog: Send + Sync {
     async fn committed_through(&self, seq: u64) -> Result<(), StoreError>;
     /// The entries not yet committed, oldest first, to rebuild blocks after a restart.
     async fn replay(&self) -> Result<Vec<(u64, Vec<ResourceSpans>)>, StoreError>;
+    /// Durably notes which entries a block holds spans of, before its index is written:
+    /// after a crash between the index and `committed_through`, the replay skips what the
+    /// block already committed instead of storing it twice.
+    async fn note_block(&self, _note: &BlockNote) -> Result<(), StoreError> {
+        Ok(())
+    }
+    /// The notes of blocks that may hold entries not yet released.
+    async fn block_notes(&self) -> Result<Vec<BlockNote>, StoreError> {
+        Ok(Vec::new())
+    }
+}
+
+/// Which log entries a block holds the spans of one partition of (see `note_block`).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct BlockNote {
+    pub block_id: String,
+    pub tenant: String,
+    /// Hours since the Unix epoch of the block's partition.
+    pub hour: u64,
+    /// Sequence numbers of the entries whose spans of this partition the block holds.
+    pub seqs: Vec<u64>,
 }
 
 /// Everything that can go wrong reading or writing the store.

@@ -9,6 +9,7 @@ use std::time::Duration;
 use arrow::array::{AsArray, RecordBatch};
 use arrow::compute::interleave_record_batch;
 use arrow::datatypes::TimestampNanosecondType;
+use bytes::Bytes;
 use object_store::buffered::BufWriter;
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
@@ -25,13 +26,13 @@ use tokio::time::Instant;
 
 use crate::component::tenant::{DEFAULT_TENANT, tenant_of};
 
-use super::StoreError;
 use super::convert::{OriginRef, SpanRef, service_of, sort_spans, spans_to_batch};
 use super::index::BlockMeta;
 use super::layout::{Layout, Partition, new_block_id};
 use super::schema;
 use super::summary::{TraceSummary, fixed_id, merge_by_trace, summarise, trace_runs};
 use super::summary_table::summary_batch;
+use super::{BlockNote, StoreError};
 
 /// How blocks are cut and encoded.
 #[derive(Debug, Clone)]
@@ -89,6 +90,8 @@ struct Buffer {
     opened: Instant,
     /// The lowest write-ahead-log sequence number whose spans are in this buffer.
     first_seq: u64,
+    /// The sequence number of each chunk's entry.
+    seqs: Vec<u64>,
 }
 
 /// A block cut from a buffer, on its way to storage. Cloning shares the spans.
@@ -99,6 +102,8 @@ pub struct SealedBlock {
     chunks: Vec<Rows>,
     bytes: u64,
     first_seq: u64,
+    /// The log entries whose spans (of this partition) the block holds.
+    seqs: Vec<u64>,
     /// Blocks this one replaces (set by compaction).
     pub compacted_from: Vec<String>,
 }
@@ -106,6 +111,19 @@ pub struct SealedBlock {
 impl SealedBlock {
     pub fn span_count(&self) -> usize {
         self.chunks.iter().map(|c| c.spans.num_rows()).sum()
+    }
+
+    /// What the write-ahead log is told before the block's index is written.
+    pub fn note(&self) -> BlockNote {
+        let mut seqs = self.seqs.clone();
+        seqs.sort_unstable();
+        seqs.dedup();
+        BlockNote {
+            block_id: self.id.clone(),
+            tenant: self.partition.tenant.clone(),
+            hour: self.partition.hour,
+            seqs,
+        }
     }
 }
 
@@ -188,8 +206,10 @@ impl BlockWriter {
                 bytes: 0,
                 opened: now,
                 first_seq: seq,
+                seqs: Vec::new(),
             });
             buffer.chunks.push(Arc::new(chunk));
+            buffer.seqs.push(seq);
             buffer.bytes += bytes;
             self.uncommitted.fetch_add(bytes, Ordering::Relaxed);
         }
@@ -236,6 +256,7 @@ impl BlockWriter {
                     chunks: buffer.chunks,
                     bytes: buffer.bytes,
                     first_seq: buffer.first_seq,
+                    seqs: buffer.seqs,
                     compacted_from: Vec::new(),
                 });
             }
@@ -254,10 +275,21 @@ impl BlockWriter {
                 bytes: 0,
                 opened: now,
                 first_seq: block.first_seq,
+                seqs: Vec::new(),
             });
         buffer.chunks.extend(block.chunks);
+        buffer.seqs.extend(block.seqs);
         buffer.bytes += block.bytes;
         buffer.first_seq = buffer.first_seq.min(block.first_seq);
+    }
+
+    /// A sealed block whose encoded form waits in a staging store (see `write_or_stage`):
+    /// its columns are let go; it stays uncommitted, its log entries kept, until
+    /// `committed`.
+    pub fn staged(&mut self, block_id: &str) {
+        if let Some(block) = self.in_flight.get_mut(block_id) {
+            block.chunks = Vec::new();
+        }
     }
 
     /// Marks a block as committed (its index object is written).
@@ -399,8 +431,8 @@ pub fn stage(
 
 /// The encoded files of one block.
 struct Encoded {
-    spans: Vec<u8>,
-    traces: Vec<u8>,
+    spans: Bytes,
+    traces: Bytes,
     meta: BlockMeta,
 }
 
@@ -536,18 +568,14 @@ fn encode(block: &SealedBlock, config: &WriterConfig) -> Result<Encoded, StoreEr
     meta.spans_bytes = spans.len() as u64;
     meta.traces_bytes = traces.len() as u64;
     Ok(Encoded {
-        spans,
-        traces,
+        spans: Bytes::from(spans),
+        traces: Bytes::from(traces),
         meta,
     })
 }
 
 /// Uploads one object; large ones go up in parts through `BufWriter`.
-async fn upload(
-    store: &Arc<dyn ObjectStore>,
-    path: &Path,
-    bytes: Vec<u8>,
-) -> Result<(), StoreError> {
+async fn upload(store: &Arc<dyn ObjectStore>, path: &Path, bytes: Bytes) -> Result<(), StoreError> {
     const MULTIPART_ABOVE: usize = 16 << 20;
     if bytes.len() <= MULTIPART_ABOVE {
         store.put(path, PutPayload::from(bytes)).await?;
@@ -575,35 +603,111 @@ pub async fn write_block(
     config: &WriterConfig,
     block: SealedBlock,
 ) -> Result<BlockMeta, Box<(StoreError, SealedBlock)>> {
-    let cfg = config.clone();
-    // The encoder gets its own handle on the spans, so the block always comes back, even
-    // from a bug in encoding or a runtime shutting down, and no span is lost.
-    let shared = block.clone();
-    let encoded = tokio::task::spawn_blocking(move || {
-        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| encode(&shared, &cfg)))
-            .unwrap_or_else(|_| Err(StoreError::Task("encoding panicked".into())))
-    })
-    .await;
-    let encoded = match encoded {
-        Ok(Ok(encoded)) => encoded,
-        Ok(Err(e)) => return Err(Box::new((e, block))),
-        Err(e) => return Err(Box::new((StoreError::Task(e.to_string()), block))),
+    let encoded = match encode_off_thread(config, &block).await {
+        Ok(encoded) => encoded,
+        Err(e) => return Err(Box::new((e, block))),
     };
     match put_files(store, layout, &block, encoded).await {
         Ok(meta) => Ok(meta),
-        Err(e) => {
-            // Outside engines read the Parquet files without the index: remove what did
-            // get written so the retried block does not count twice there. Best effort;
-            // retention removes leftovers with their partition.
-            for path in [
-                layout.spans(&block.partition, &block.id),
-                layout.traces(&block.partition, &block.id),
-            ] {
-                let _ = store.delete(&path).await;
-            }
-            Err(Box::new((e, block)))
-        }
+        Err(e) => Err(Box::new((e, block))),
     }
+}
+
+/// Where `write_or_stage` put a block.
+#[derive(Debug)]
+pub enum Written {
+    /// In the store, index last: committed.
+    Committed(BlockMeta),
+    /// The upload failed (`error`); the encoded block is whole in the staging store.
+    Staged { meta: BlockMeta, error: StoreError },
+}
+
+/// `write_block`, except that a block whose upload fails is written whole (spans, traces,
+/// index) into `staging`, an in-memory store, for `promote` to move to `store` once it
+/// answers again. A block waiting there takes its encoded size in memory (tens of bytes
+/// per span) instead of its columns (over a kilobyte), and is not encoded again on every
+/// retry. Only a failure to encode gives the block back.
+pub async fn write_or_stage(
+    store: &Arc<dyn ObjectStore>,
+    staging: &Arc<dyn ObjectStore>,
+    layout: &Layout,
+    config: &WriterConfig,
+    block: SealedBlock,
+) -> Result<Written, Box<(StoreError, SealedBlock)>> {
+    let encoded = match encode_off_thread(config, &block).await {
+        Ok(encoded) => encoded,
+        Err(e) => return Err(Box::new((e, block))),
+    };
+    let copy = Encoded {
+        spans: encoded.spans.clone(),
+        traces: encoded.traces.clone(),
+        meta: encoded.meta.clone(),
+    };
+    let error = match put_files(store, layout, &block, encoded).await {
+        Ok(meta) => return Ok(Written::Committed(meta)),
+        Err(error) => error,
+    };
+    match put_files(staging, layout, &block, copy).await {
+        Ok(meta) => Ok(Written::Staged { meta, error }),
+        Err(e) => Err(Box::new((e, block))),
+    }
+}
+
+/// Moves a block `write_or_stage` staged into `store`: spans, traces, then the index, then
+/// removes it from staging. On error nothing of it is visible in `store`.
+pub async fn promote(
+    staging: &Arc<dyn ObjectStore>,
+    store: &Arc<dyn ObjectStore>,
+    layout: &Layout,
+    meta: &BlockMeta,
+) -> Result<(), StoreError> {
+    let parse = |path: &str| Path::parse(path).map_err(object_store::Error::from);
+    let files = [parse(&meta.spans_path)?, parse(&meta.traces_path)?];
+    let index = layout.index(&meta.tenant, &meta.block_id);
+    let copied = async {
+        for path in &files {
+            let bytes = staging.get(path).await?.bytes().await?;
+            upload(store, path, bytes).await?;
+        }
+        let json = staging.get(&index).await?.bytes().await?;
+        store.put(&index, PutPayload::from(json)).await?;
+        Ok::<(), StoreError>(())
+    }
+    .await;
+    if let Err(e) = copied {
+        remove_partial(store, &files).await;
+        return Err(e);
+    }
+    for path in files.iter().chain([&index]) {
+        // In memory: deleting cannot fail.
+        let _ = staging.delete(path).await;
+    }
+    Ok(())
+}
+
+/// Outside engines read the Parquet files without the index: what did get written of a
+/// failed block is removed so a retry does not count twice there. Best effort; retention
+/// removes leftovers with their partition.
+async fn remove_partial(store: &Arc<dyn ObjectStore>, files: &[Path]) {
+    for path in files {
+        let _ = store.delete(path).await;
+    }
+}
+
+/// Encodes on the blocking pool. The encoder gets its own handle on the spans, so the
+/// block always stays with the caller, even through a bug in encoding or a runtime
+/// shutting down, and no span is lost.
+async fn encode_off_thread(
+    config: &WriterConfig,
+    block: &SealedBlock,
+) -> Result<Encoded, StoreError> {
+    let (cfg, shared) = (config.clone(), block.clone());
+    tokio::task::spawn_blocking(move || {
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| encode(&shared, &cfg)))
+            .unwrap_or_else(|_| Err(StoreError::Task("encoding panicked".into())))
+    })
+    .await
+    .map_err(|e| StoreError::Task(e.to_string()))?
 }
 
 async fn put_files(
@@ -621,14 +725,22 @@ async fn put_files(
     let traces_path = layout.traces(&block.partition, &block.id);
     meta.spans_path = spans_path.to_string();
     meta.traces_path = traces_path.to_string();
-    upload(store, &spans_path, spans).await?;
-    upload(store, &traces_path, traces).await?;
     let index_path = layout.index(&block.partition.tenant, &block.id);
     let json = serde_json::to_vec(&meta).map_err(|source| StoreError::Index {
         path: index_path.to_string(),
         source,
     })?;
-    store.put(&index_path, PutPayload::from(json)).await?;
+    let put = async {
+        upload(store, &spans_path, spans).await?;
+        upload(store, &traces_path, traces).await?;
+        store.put(&index_path, PutPayload::from(json)).await?;
+        Ok::<(), StoreError>(())
+    }
+    .await;
+    if let Err(e) = put {
+        remove_partial(store, &[spans_path, traces_path]).await;
+        return Err(e);
+    }
     Ok(meta)
 }
 
@@ -642,7 +754,9 @@ mod tests {
         let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
         let path = Path::from("big.parquet");
         let bytes: Vec<u8> = (0..40 << 20).map(|i: u32| (i % 251) as u8).collect();
-        upload(&store, &path, bytes.clone()).await.unwrap();
+        upload(&store, &path, Bytes::from(bytes.clone()))
+            .await
+            .unwrap();
         let back = store.get(&path).await.unwrap().bytes().await.unwrap();
         assert_eq!(back.len(), bytes.len());
         assert!(back == bytes);
