@@ -77,6 +77,12 @@ fn main() {
                 .expect("buffered");
         }
         let (buffer_wall, buffer_cpu) = (wall.elapsed(), cpu_time() - cpu);
+        // What the open buffers hold in memory: the span columns, and the process's growth
+        // (columns plus the chunks' trace summaries plus allocator slack).
+        let columns: usize = (0..tenants.max(1))
+            .flat_map(|t| writer.live_rows(&tenant_name(&args, t)))
+            .map(|chunk| chunk.spans.get_array_memory_size())
+            .sum();
         // SPANLINE_BENCH_DIR keeps the blocks on disk, to inspect their columns.
         let store: Arc<dyn ObjectStore> = match std::env::var("SPANLINE_BENCH_DIR") {
             Ok(dir) => Arc::new(
@@ -102,6 +108,13 @@ fn main() {
         let per_span = |d: Duration| d.as_secs_f64() * 1e6 / spans as f64;
         let total = per_span(buffer_cpu) + per_span(write_cpu);
         println!(
+            "round {round}: buffered {:.0} MiB of span columns for {:.0} MiB of OTLP ({:.1}x); peak RSS {:.0} MiB",
+            columns as f64 / (1 << 20) as f64,
+            otlp as f64 / (1 << 20) as f64,
+            columns as f64 / otlp as f64,
+            peak_rss_mib(),
+        );
+        println!(
             "round {round}: {spans} spans ({:.0} OTLP bytes each) in {blocks} blocks: buffer {:.2} µs/span CPU ({:.2} wall), write {:.2} µs/span CPU ({:.2} wall); {:.0} spans/s per core; {:.1} bytes per span stored",
             otlp as f64 / spans as f64,
             per_span(buffer_cpu),
@@ -112,4 +125,25 @@ fn main() {
             stored as f64 / spans as f64,
         );
     }
+}
+
+/// The tenant loadgen puts on its `index`th request stream (as `sample_requests` does).
+fn tenant_name(args: &LoadgenArgs, index: usize) -> String {
+    if args.tenants == 0 {
+        spanline::component::tenant::DEFAULT_TENANT.to_string()
+    } else {
+        format!("tenant-{index}")
+    }
+}
+
+/// The process's peak resident set, from /proc (0 where there is none).
+fn peak_rss_mib() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
+        })
+        .map_or(0.0, |kib| kib / 1024.0)
 }
