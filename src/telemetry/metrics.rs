@@ -295,7 +295,7 @@ pub fn describe_all() {
     describe_counter!(
         STORE_UPLOAD_FAILURES,
         Unit::Count,
-        "Block uploads that failed; their spans stay buffered and are retried."
+        "Block uploads that failed; the encoded block waits in memory and is retried."
     );
     describe_gauge!(
         STORE_BUFFERED_BYTES,
