@@ -17,7 +17,7 @@ use tokio_util::sync::CancellationToken;
 use crate::component::names::{
     STORE_BLOCKS_WRITTEN, STORE_BUFFERED_BYTES, STORE_BYTES_WRITTEN, STORE_COMPACTED_BYTES,
     STORE_COMPACTION_RUNS, STORE_INDEX_LAG, STORE_RAW_BYTES_WRITTEN,
-    STORE_RETENTION_DELETED_BLOCKS, STORE_SPANS_WRITTEN, STORE_UPLOAD_FAILURES,
+    STORE_RETENTION_DELETED_BLOCKS, STORE_SPANS_WRITTEN, STORE_STAGED_BYTES, STORE_UPLOAD_FAILURES,
     STORE_UPLOAD_LATENCY,
 };
 use crate::component::{Backlog, ComponentError, ExportError, Exporter, Health, TraceBatch};
@@ -95,20 +95,18 @@ fn unix_now() -> Duration {
 }
 
 impl Shared {
-    /// Seals due blocks (all of them with `all`) and writes them; a failed block goes back
-    /// into its buffer for the next attempt. Returns the first failure.
+    /// Moves staged blocks to the store, seals due blocks (all of them with `all`) and
+    /// writes them; a block whose upload fails waits in staging. Returns the first failure.
     pub async fn commit(&self, all: bool) -> Result<(), StoreError> {
-        // While storage fails, background attempts back off instead of re-encoding blocks
-        // every tick; a flush or shutdown always tries.
-        if !all
+        // While storage fails, background attempts leave it alone until the backoff ends
+        // (a flush or shutdown always tries), but due blocks are still sealed and staged,
+        // so open buffers stay within max_buffer_bytes during an outage.
+        let backing_off = !all
             && self
                 .backoff
                 .lock()
                 .retry_at
-                .is_some_and(|at| Instant::now() < at)
-        {
-            return Ok(());
-        }
+                .is_some_and(|at| Instant::now() < at);
         let (sealed, config) = {
             let mut writer = self.writer.lock().await;
             let millis = unix_now().as_millis() as u64;
@@ -117,7 +115,16 @@ impl Shared {
                 writer.config().clone(),
             )
         };
-        let mut first_error = self.promote_staged().await.err();
+        if backing_off && sealed.is_empty() {
+            return Ok(());
+        }
+        let mut first_error = if backing_off {
+            Some(StoreError::Upload(
+                "object storage failing; waiting for the next attempt".into(),
+            ))
+        } else {
+            self.promote_staged().await.err()
+        };
         for block in sealed {
             let started = Instant::now();
             if let Some(wal) = &self.wal
@@ -165,7 +172,9 @@ impl Shared {
         }
         self.release_wal().await?;
         self.update_gauges().await;
-        self.backoff.lock().after(first_error.is_none());
+        if !backing_off {
+            self.backoff.lock().after(first_error.is_none());
+        }
         first_error.map_or(Ok(()), Err)
     }
 
@@ -210,6 +219,13 @@ impl Shared {
     }
 
     async fn update_gauges(&self) {
+        let staged: u64 = self
+            .staged
+            .lock()
+            .iter()
+            .map(|m| m.spans_bytes + m.traces_bytes)
+            .sum();
+        gauge!(STORE_STAGED_BYTES, "exporter" => self.id.clone()).set(staged as f64);
         let writer = self.writer.lock().await;
         gauge!(STORE_BUFFERED_BYTES, "exporter" => self.id.clone())
             .set(writer.buffered_bytes() as f64);

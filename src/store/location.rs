@@ -181,8 +181,16 @@ fn client_options(options: &BTreeMap<String, String>) -> impl Iterator<Item = (&
 /// retried again by the exporter, so a short budget surfaces an outage quickly.
 const RETRY_KEYS: [&str; 2] = ["max_retries", "retry_timeout"];
 
+/// The default budget. object_store's own (3 minutes) kept the block committer inside one
+/// failing upload while open buffers grew past `max_buffer_bytes`; after this long the
+/// exporter stages the block and keeps sealing, and retries with its own backoff.
+const DEFAULT_RETRY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
 fn retry(options: &BTreeMap<String, String>) -> Result<RetryConfig, String> {
-    let mut config = RetryConfig::default();
+    let mut config = RetryConfig {
+        retry_timeout: DEFAULT_RETRY_TIMEOUT,
+        ..RetryConfig::default()
+    };
     if let Some(n) = options.get("max_retries") {
         config.max_retries = n
             .parse()

@@ -56,6 +56,7 @@ pub const STORE_RAW_BYTES_WRITTEN: &str = "spanline_store_raw_bytes_written_tota
 pub const STORE_UPLOAD_LATENCY: &str = "spanline_store_upload_latency_seconds";
 pub const STORE_UPLOAD_FAILURES: &str = "spanline_store_upload_failures_total";
 pub const STORE_BUFFERED_BYTES: &str = "spanline_store_buffered_bytes";
+pub const STORE_STAGED_BYTES: &str = "spanline_store_staged_bytes";
 pub const STORE_INDEX_LAG: &str = "spanline_store_index_lag_seconds";
 pub const STORE_RETENTION_DELETED_BLOCKS: &str = "spanline_store_retention_deleted_blocks_total";
 pub const STORE_COMPACTION_RUNS: &str = "spanline_store_compaction_runs_total";
@@ -301,6 +302,11 @@ pub fn describe_all() {
         STORE_BUFFERED_BYTES,
         Unit::Bytes,
         "OTLP bytes accepted by the trace store and not yet in a committed block."
+    );
+    describe_gauge!(
+        STORE_STAGED_BYTES,
+        Unit::Bytes,
+        "Bytes of encoded blocks (their Parquet files) waiting in memory for object storage to take them."
     );
     describe_histogram!(
         QUERY_DURATION,
