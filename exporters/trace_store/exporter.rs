@@ -29,7 +29,7 @@ use crate::store::reader::StoreReader;
 use crate::store::retention::{self, RetentionPolicy};
 use crate::store::summary::TraceSummary;
 use crate::store::writer::Rows;
-use crate::store::writer::{BlockWriter, Written, promote, stage, write_block, write_or_stage};
+use crate::store::writer::{BlockWriter, Written, promote, stage, write_or_stage};
 use crate::store::{SpanPredicate, TimeWindow};
 use crate::store::{StoreError, WriteAheadLog};
 
@@ -136,16 +136,8 @@ impl Shared {
                 continue;
             }
             // While the store fails, new blocks go straight to staging.
-            let written = if first_error.is_some() {
-                write_block(&self.staging, &self.layout, &config, block)
-                    .await
-                    .map(|meta| Written::Staged {
-                        meta,
-                        error: StoreError::Upload("object storage failing; not tried".into()),
-                    })
-            } else {
-                write_or_stage(&self.store, &self.staging, &self.layout, &config, block).await
-            };
+            let store = first_error.is_none().then_some(&self.store);
+            let written = write_or_stage(store, &self.staging, &self.layout, &config, block).await;
             match written {
                 Ok(Written::Committed(meta)) => {
                     histogram!(STORE_UPLOAD_LATENCY, "exporter" => self.id.clone())
@@ -154,13 +146,13 @@ impl Shared {
                     self.writer.lock().await.committed(&meta.block_id);
                 }
                 Ok(Written::Staged { meta, error }) => {
-                    if first_error.is_none() {
+                    if let Some(error) = error {
                         counter!(STORE_UPLOAD_FAILURES, "exporter" => self.id.clone()).increment(1);
                         tracing::warn!(exporter = %self.id, %error, "block upload failed; the encoded block waits in memory, its spans in the write-ahead log");
+                        first_error = Some(error);
                     }
                     self.writer.lock().await.staged(&meta.block_id);
                     self.staged.lock().push(meta);
-                    first_error.get_or_insert(error);
                 }
                 Err(failed) => {
                     let (error, block) = *failed;

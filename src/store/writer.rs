@@ -429,7 +429,8 @@ pub fn stage(
     Ok(staged)
 }
 
-/// The encoded files of one block.
+/// The encoded files of one block (cloning shares the bytes).
+#[derive(Clone)]
 struct Encoded {
     spans: Bytes,
     traces: Bytes,
@@ -603,10 +604,7 @@ pub async fn write_block(
     config: &WriterConfig,
     block: SealedBlock,
 ) -> Result<BlockMeta, Box<(StoreError, SealedBlock)>> {
-    let encoded = match encode_off_thread(config, &block).await {
-        Ok(encoded) => encoded,
-        Err(e) => return Err(Box::new((e, block))),
-    };
+    let (encoded, block) = encode_off_thread(config, block).await?;
     match put_files(store, layout, &block, encoded).await {
         Ok(meta) => Ok(meta),
         Err(e) => Err(Box::new((e, block))),
@@ -618,36 +616,36 @@ pub async fn write_block(
 pub enum Written {
     /// In the store, index last: committed.
     Committed(BlockMeta),
-    /// The upload failed (`error`); the encoded block is whole in the staging store.
-    Staged { meta: BlockMeta, error: StoreError },
+    /// The encoded block is whole in the staging store: the upload failed (`error`), or
+    /// was not tried (`None`).
+    Staged {
+        meta: BlockMeta,
+        error: Option<StoreError>,
+    },
 }
 
 /// `write_block`, except that a block whose upload fails is written whole (spans, traces,
 /// index) into `staging`, an in-memory store, for `promote` to move to `store` once it
 /// answers again. A block waiting there takes its encoded size in memory (tens of bytes
 /// per span) instead of its columns (over a kilobyte), and is not encoded again on every
-/// retry. Only a failure to encode gives the block back.
+/// retry. Without `store` (known to be failing) the block goes to staging untried. Only a
+/// failure to encode gives the block back.
 pub async fn write_or_stage(
-    store: &Arc<dyn ObjectStore>,
+    store: Option<&Arc<dyn ObjectStore>>,
     staging: &Arc<dyn ObjectStore>,
     layout: &Layout,
     config: &WriterConfig,
     block: SealedBlock,
 ) -> Result<Written, Box<(StoreError, SealedBlock)>> {
-    let encoded = match encode_off_thread(config, &block).await {
-        Ok(encoded) => encoded,
-        Err(e) => return Err(Box::new((e, block))),
+    let (encoded, block) = encode_off_thread(config, block).await?;
+    let error = match store {
+        Some(store) => match put_files(store, layout, &block, encoded.clone()).await {
+            Ok(meta) => return Ok(Written::Committed(meta)),
+            Err(error) => Some(error),
+        },
+        None => None,
     };
-    let copy = Encoded {
-        spans: encoded.spans.clone(),
-        traces: encoded.traces.clone(),
-        meta: encoded.meta.clone(),
-    };
-    let error = match put_files(store, layout, &block, encoded).await {
-        Ok(meta) => return Ok(Written::Committed(meta)),
-        Err(error) => error,
-    };
-    match put_files(staging, layout, &block, copy).await {
+    match put_files(staging, layout, &block, encoded).await {
         Ok(meta) => Ok(Written::Staged { meta, error }),
         Err(e) => Err(Box::new((e, block))),
     }
@@ -695,19 +693,24 @@ async fn remove_partial(store: &Arc<dyn ObjectStore>, files: &[Path]) {
 }
 
 /// Encodes on the blocking pool. The encoder gets its own handle on the spans, so the
-/// block always stays with the caller, even through a bug in encoding or a runtime
-/// shutting down, and no span is lost.
+/// block always comes back, even from a bug in encoding or a runtime shutting down, and no
+/// span is lost.
 async fn encode_off_thread(
     config: &WriterConfig,
-    block: &SealedBlock,
-) -> Result<Encoded, StoreError> {
+    block: SealedBlock,
+) -> Result<(Encoded, SealedBlock), Box<(StoreError, SealedBlock)>> {
     let (cfg, shared) = (config.clone(), block.clone());
-    tokio::task::spawn_blocking(move || {
+    let encoded = tokio::task::spawn_blocking(move || {
         std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| encode(&shared, &cfg)))
             .unwrap_or_else(|_| Err(StoreError::Task("encoding panicked".into())))
     })
     .await
-    .map_err(|e| StoreError::Task(e.to_string()))?
+    .map_err(|e| StoreError::Task(e.to_string()))
+    .and_then(|encoded| encoded);
+    match encoded {
+        Ok(encoded) => Ok((encoded, block)),
+        Err(e) => Err(Box::new((e, block))),
+    }
 }
 
 async fn put_files(
