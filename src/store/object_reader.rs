@@ -15,6 +15,7 @@ use parquet::arrow::ParquetRecordBatchStreamBuilder;
 use parquet::arrow::arrow_reader::{ArrowReaderMetadata, ArrowReaderOptions};
 use parquet::arrow::async_reader::AsyncFileReader;
 use parquet::errors::ParquetError;
+use parquet::file::metadata::PageIndexPolicy;
 use parquet::file::metadata::{ParquetMetaData, ParquetMetaDataReader};
 
 use super::StoreError;
@@ -164,7 +165,10 @@ impl FooterCache {
                 metadata
             }
             None => {
-                let options = ArrowReaderOptions::new();
+                // The offset index says where each page is, so a trace lookup fetches the
+                // pages of its rows rather than whole column chunks.
+                let options =
+                    ArrowReaderOptions::new().with_offset_index_policy(PageIndexPolicy::Optional);
                 let metadata = ArrowReaderMetadata::load_async(&mut reader, options).await?;
                 self.insert(path, metadata.clone());
                 metadata

@@ -1,6 +1,8 @@
 //! The rows of one trace in one span file: per candidate row group, the trace id column is
-//! fetched and decoded first, and the other columns are fetched and decoded only for the
-//! row groups that hold the trace, only at its rows.
+//! fetched and decoded first, and of the other columns only the pages holding the trace's
+//! rows are fetched and decoded, and only for the row groups that hold it.
+
+use std::ops::Range;
 
 use arrow::array::{BooleanArray, FixedSizeBinaryArray, RecordBatch};
 use parquet::arrow::ProjectionMask;
@@ -35,11 +37,13 @@ pub(super) async fn trace_rows(
             return Err(StoreError::Column(format!("row group {group}")));
         }
         let mut bytes = RowGroupBytes::new(parquet, group);
-        fetch(reader, &mut bytes, &id_mask).await?;
+        let missing = bytes.missing(&id_mask);
+        fetch(reader, &mut bytes, missing).await?;
         let Some(selection) = matching_rows(&bytes, &id_levels, trace_id)? else {
             continue;
         };
-        fetch(reader, &mut bytes, &ProjectionMask::all()).await?;
+        let missing = bytes.missing_pages(&ProjectionMask::all(), &selection);
+        fetch(reader, &mut bytes, missing).await?;
         let rows = ParquetRecordBatchReader::try_new_with_row_groups(
             &all_levels,
             &bytes,
@@ -86,7 +90,8 @@ pub(crate) async fn rows_where(
         let mut bytes = RowGroupBytes::new(parquet, group);
         let selection = match &test {
             Some((mask, levels, test)) => {
-                fetch(reader, &mut bytes, mask).await?;
+                let missing = bytes.missing(mask);
+                fetch(reader, &mut bytes, missing).await?;
                 match passing_rows(&bytes, levels, test)? {
                     Some(selection) => Some(selection),
                     None => continue,
@@ -94,7 +99,8 @@ pub(crate) async fn rows_where(
             }
             None => None,
         };
-        fetch(reader, &mut bytes, &output).await?;
+        let missing = bytes.missing(&output);
+        fetch(reader, &mut bytes, missing).await?;
         let rows = ParquetRecordBatchReader::try_new_with_row_groups(
             &out_levels,
             &bytes,
@@ -127,14 +133,13 @@ fn passing_rows(
     Ok(found.then(|| RowSelection::from_filters(&masks)))
 }
 
-/// Fetches the chunks of the columns in `mask` that `bytes` does not hold yet, in one call
-/// so the store can merge neighbouring ranges.
+/// Fetches the `missing` byte ranges of leaf columns in one call, so the store can merge
+/// neighbouring ranges.
 async fn fetch(
     reader: &mut ObjectReader,
     bytes: &mut RowGroupBytes<'_>,
-    mask: &ProjectionMask,
+    missing: Vec<(usize, Range<u64>)>,
 ) -> Result<(), StoreError> {
-    let missing = bytes.missing(mask);
     if missing.is_empty() {
         return Ok(());
     }

@@ -12,11 +12,12 @@ use std::sync::Arc;
 
 use bytes::{Buf, Bytes};
 use parquet::arrow::ProjectionMask;
-use parquet::arrow::arrow_reader::RowGroups;
+use parquet::arrow::arrow_reader::{RowGroups, RowSelection};
 use parquet::basic::Compression;
 use parquet::column::page::{Page, PageIterator, PageMetadata, PageReader};
 use parquet::errors::{ParquetError, Result};
 use parquet::file::metadata::{ColumnChunkMetaData, ParquetMetaData, RowGroupMetaData};
+use parquet::file::page_index::offset_index::PageLocation;
 use parquet::file::reader::{ChunkReader, Length, SerializedPageReader};
 
 /// Larger decompressed sizes in a frame header are taken for corruption.
@@ -27,11 +28,12 @@ thread_local! {
     static ZSTD: RefCell<Option<zstd::bulk::Decompressor<'static>>> = const { RefCell::new(None) };
 }
 
-/// Column chunks of one row group held in memory, by leaf column index.
+/// Column chunks of one row group held in memory, by leaf column index: whole, or only
+/// the pages some rows need (with the chunk's dictionary page).
 pub(crate) struct RowGroupBytes<'a> {
     metadata: &'a ParquetMetaData,
     row_group: usize,
-    chunks: Vec<Option<Arc<Chunk>>>,
+    chunks: Vec<Vec<Piece>>,
 }
 
 impl<'a> RowGroupBytes<'a> {
@@ -40,7 +42,7 @@ impl<'a> RowGroupBytes<'a> {
         Self {
             metadata,
             row_group,
-            chunks: vec![None; columns],
+            chunks: vec![Vec::new(); columns],
         }
     }
 
@@ -48,11 +50,21 @@ impl<'a> RowGroupBytes<'a> {
         self.metadata.row_group(self.row_group)
     }
 
+    /// Where the pages of leaf column `column` are, when the file has an offset index and
+    /// it was loaded.
+    fn page_locations(&self, column: usize) -> Option<Vec<PageLocation>> {
+        self.metadata
+            .page_index_for_row_group(self.row_group)
+            .page_locations(column)
+            .filter(|pages| !pages.is_empty())
+            .cloned()
+    }
+
     /// The leaf columns of `mask` not held yet, with their byte ranges in the file.
     pub fn missing(&self, mask: &ProjectionMask) -> Vec<(usize, Range<u64>)> {
         let mut out = Vec::new();
         for (i, column) in self.meta().columns().iter().enumerate() {
-            if self.chunks[i].is_none() && mask.leaf_included(i) {
+            if self.chunks[i].is_empty() && mask.leaf_included(i) {
                 let (start, len) = column.byte_range();
                 out.push((i, start..start + len));
             }
@@ -60,9 +72,40 @@ impl<'a> RowGroupBytes<'a> {
         out
     }
 
-    /// Holds the bytes of leaf column `column`, read from `start` in the file.
+    /// Like [`missing`](Self::missing), but of a column with an offset index only the
+    /// dictionary page and the data pages holding a row of `rows`: a trace's few rows in
+    /// a large row group are decoded from a page or two per column, not the whole chunk.
+    /// The rows must then be read with `rows` as their selection.
+    pub fn missing_pages(
+        &self,
+        mask: &ProjectionMask,
+        rows: &RowSelection,
+    ) -> Vec<(usize, Range<u64>)> {
+        let mut out = Vec::new();
+        for (i, column) in self.meta().columns().iter().enumerate() {
+            if !self.chunks[i].is_empty() || !mask.leaf_included(i) {
+                continue;
+            }
+            let (start, len) = column.byte_range();
+            let Some(pages) = self.page_locations(i) else {
+                out.push((i, start..start + len));
+                continue;
+            };
+            let first = pages[0].offset as u64;
+            if first > start {
+                out.push((i, start..first));
+            }
+            out.extend(rows.scan_ranges(&pages).into_iter().map(|r| (i, r)));
+        }
+        out
+    }
+
+    /// Holds the bytes of leaf column `column` read from `start` in the file: the whole
+    /// chunk or one of its pages.
     pub fn insert(&mut self, column: usize, start: u64, data: Bytes) {
-        self.chunks[column] = Some(Arc::new(Chunk { start, data }));
+        let pieces = &mut self.chunks[column];
+        let at = pieces.partition_point(|p| p.start < start);
+        pieces.insert(at, Piece { start, data });
     }
 }
 
@@ -72,11 +115,18 @@ impl RowGroups for RowGroupBytes<'_> {
     }
 
     fn column_chunks(&self, i: usize) -> Result<Box<dyn PageIterator>> {
-        let chunk = self.chunks.get(i).cloned().flatten().ok_or_else(|| {
-            ParquetError::General(format!("column {i} of the row group was not fetched"))
-        })?;
+        let pieces = self
+            .chunks
+            .get(i)
+            .filter(|p| !p.is_empty())
+            .ok_or_else(|| {
+                ParquetError::General(format!("column {i} of the row group was not fetched"))
+            })?;
+        let chunk = Arc::new(Chunk {
+            pieces: pieces.clone(),
+        });
         let meta = self.meta().column(i);
-        let reader = pages(chunk, meta, self.num_rows())?;
+        let reader = pages(chunk, meta, self.num_rows(), self.page_locations(i))?;
         Ok(Box::new(OnePageReader(Some(reader))))
     }
 
@@ -90,14 +140,17 @@ impl RowGroups for RowGroupBytes<'_> {
 }
 
 /// A page reader over one chunk: zstd chunks are decompressed page by page here.
+/// With the chunk's page locations it can skip pages no selected row is on (and that were
+/// not fetched).
 fn pages(
     chunk: Arc<Chunk>,
     meta: &ColumnChunkMetaData,
     rows: usize,
+    locations: Option<Vec<PageLocation>>,
 ) -> Result<Box<dyn PageReader>> {
     if !matches!(meta.compression(), Compression::ZSTD(_)) {
         return Ok(Box::new(SerializedPageReader::new(
-            chunk, meta, rows, None,
+            chunk, meta, rows, locations,
         )?));
     }
     let raw = meta
@@ -105,29 +158,40 @@ fn pages(
         .into_builder()
         .set_compression(Compression::UNCOMPRESSED)
         .build()?;
-    let inner = SerializedPageReader::new(chunk, &raw, rows, None)?;
+    let inner = SerializedPageReader::new(chunk, &raw, rows, locations)?;
     Ok(Box::new(Decompressing { inner }))
 }
 
-/// Bytes of one column chunk and where they start in the file.
+/// Bytes of one column chunk, or of some of its pages, by where they start in the file.
 struct Chunk {
+    pieces: Vec<Piece>,
+}
+
+/// Bytes read from `start` in the file.
+#[derive(Clone)]
+struct Piece {
     start: u64,
     data: Bytes,
 }
 
 impl Chunk {
+    /// The bytes held from `start` to the end of the piece holding it.
     fn from(&self, start: u64) -> Result<Bytes> {
-        let offset = start
-            .checked_sub(self.start)
-            .filter(|o| *o <= self.data.len() as u64)
-            .ok_or_else(|| ParquetError::General(format!("offset {start} outside the chunk")))?;
-        Ok(self.data.slice(offset as usize..))
+        let at = self.pieces.partition_point(|p| p.start <= start);
+        let piece = at
+            .checked_sub(1)
+            .map(|i| &self.pieces[i])
+            .filter(|p| start - p.start <= p.data.len() as u64)
+            .ok_or_else(|| ParquetError::General(format!("offset {start} was not fetched")))?;
+        Ok(piece.data.slice((start - piece.start) as usize..))
     }
 }
 
 impl Length for Chunk {
     fn len(&self) -> u64 {
-        self.start + self.data.len() as u64
+        self.pieces
+            .last()
+            .map_or(0, |p| p.start + p.data.len() as u64)
     }
 }
 

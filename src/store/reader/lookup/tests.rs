@@ -4,15 +4,21 @@ use arrow::array::{
     Array, FixedSizeBinaryArray, ListArray, ListBuilder, RecordBatch, StringArray, StringBuilder,
 };
 use arrow::datatypes::{DataType, Field, Schema};
+use bytes::Bytes;
 use object_store::memory::InMemory;
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
-use parquet::arrow::ArrowWriter;
+use parquet::arrow::arrow_reader::{
+    ArrowReaderMetadata, ArrowReaderOptions, RowSelection, RowSelector,
+};
+use parquet::arrow::{ArrowWriter, ProjectionMask};
 use parquet::basic::{Compression, ZstdLevel};
+use parquet::file::metadata::PageIndexPolicy;
 use parquet::file::properties::{WriterProperties, WriterVersion};
 
 use super::trace_rows;
 use crate::store::object_reader::{FooterCache, Tally};
+use crate::store::reader::pages::RowGroupBytes;
 
 /// Rows as (trace id byte, name, tags), sorted by trace id: trace 2 crosses a page boundary
 /// (pages hold 4 rows) and trace 5 crosses from the first row group (10 rows) into the second.
@@ -37,6 +43,10 @@ fn id(t: u8) -> [u8; 16] {
 }
 
 fn parquet_file(compression: Compression) -> Vec<u8> {
+    parquet_file_of(compression, WriterVersion::PARQUET_2_0)
+}
+
+fn parquet_file_of(compression: Compression, version: WriterVersion) -> Vec<u8> {
     let rows = rows();
     let ids = FixedSizeBinaryArray::try_from_iter(rows.iter().map(|r| id(r.0))).expect("ids");
     let names = StringArray::from_iter_values(rows.iter().map(|r| r.1.clone()));
@@ -59,7 +69,7 @@ fn parquet_file(compression: Compression) -> Vec<u8> {
     )
     .expect("batch");
     let props = WriterProperties::builder()
-        .set_writer_version(WriterVersion::PARQUET_2_0)
+        .set_writer_version(version)
         .set_compression(compression)
         .set_data_page_row_count_limit(4)
         .set_write_batch_size(4)
@@ -74,8 +84,11 @@ fn parquet_file(compression: Compression) -> Vec<u8> {
 
 /// The names and tags of the rows read for trace `t`.
 async fn lookup(compression: Compression, t: u8, groups: &[usize]) -> Vec<(String, Vec<String>)> {
+    lookup_in(parquet_file(compression), t, groups).await
+}
+
+async fn lookup_in(file: Vec<u8>, t: u8, groups: &[usize]) -> Vec<(String, Vec<String>)> {
     let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
-    let file = parquet_file(compression);
     let size = file.len() as u64;
     store
         .put(&Path::from("spans.parquet"), PutPayload::from(file))
@@ -134,6 +147,57 @@ async fn reads_exactly_the_rows_of_a_trace_that_crosses_pages() {
         assert_eq!(found.len(), 5);
         assert_eq!(found, expected(2), "{compression:?}");
     }
+}
+
+#[tokio::test]
+async fn reads_the_rows_of_a_trace_from_version_1_pages() {
+    // Version 1 data pages (what the store writes) keep the levels inside the compressed
+    // data; a repeated column's page boundaries must still fall between rows.
+    for t in 1..=9 {
+        let file = parquet_file_of(
+            Compression::ZSTD(ZstdLevel::default()),
+            WriterVersion::PARQUET_1_0,
+        );
+        assert_eq!(
+            lookup_in(file, t, &[0, 1, 2]).await,
+            expected(t),
+            "trace {t}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn fetches_only_the_dictionary_and_the_pages_of_the_selected_rows() {
+    let file = Bytes::from(parquet_file(Compression::ZSTD(ZstdLevel::default())));
+    let options = ArrowReaderOptions::new().with_offset_index_policy(PageIndexPolicy::Optional);
+    let metadata = ArrowReaderMetadata::load(&file, options).expect("metadata");
+    let parquet = metadata.metadata();
+    let bytes = RowGroupBytes::new(parquet, 0);
+    // Rows 4..6 of the first row group: its second page of 4 rows.
+    let rows = RowSelection::from(vec![
+        RowSelector::skip(4),
+        RowSelector::select(2),
+        RowSelector::skip(4),
+    ]);
+    let names = ProjectionMask::leaves(parquet.file_metadata().schema_descr(), [1]);
+    let missing = bytes.missing_pages(&names, &rows);
+    let pages = parquet
+        .page_index_for_row_group(0)
+        .page_locations(1)
+        .cloned()
+        .expect("offset index");
+    assert_eq!(pages.len(), 3);
+    let (start, len) = parquet.row_group(0).column(1).byte_range();
+    let page = &pages[1];
+    let page_range = page.offset as u64..(page.offset as u64 + page.compressed_page_size as u64);
+    assert_eq!(
+        missing,
+        vec![(1, start..pages[0].offset as u64), (1, page_range)],
+        "the dictionary page, then the second data page (the chunk is {start}..{})",
+        start + len
+    );
+    // Without a selection, the whole chunk.
+    assert_eq!(bytes.missing(&names), vec![(1, start..start + len)]);
 }
 
 #[tokio::test]
