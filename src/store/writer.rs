@@ -60,7 +60,7 @@ impl Default for WriterConfig {
             max_block_bytes: 128 << 20,
             max_buffer_bytes: 256 << 20,
             max_block_age: Duration::from_secs(300),
-            row_group_spans: 10_000,
+            row_group_spans: 100_000,
             zstd_level: Some(3),
             indexed_attributes: Vec::new(),
             bloom_false_positive_rate: 0.01,
@@ -437,6 +437,17 @@ struct Encoded {
     meta: BlockMeta,
 }
 
+/// Rows per data page at most. A trace lookup decodes the pages holding the trace's rows
+/// (the offset index says where each is), so row groups can be large: each column's
+/// dictionary is then written once for many pages (at 10 000 spans per row group the
+/// attribute dictionaries alone cost about 7 bytes per span on loadgen's spans).
+const PAGE_ROWS: usize = 16 * 1024;
+
+/// Largest dictionary page. Parquet's default (1 MiB) is less than the distinct attribute
+/// values of a 100 000-span row group; past it a column falls back to plain values for the
+/// rest of the row group, which on loadgen's spans cost 9 more bytes per span.
+const DICTIONARY_BYTES: usize = 4 << 20;
+
 fn properties(config: &WriterConfig) -> Result<WriterProperties, StoreError> {
     let compression = match config.zstd_level {
         Some(level) => Compression::ZSTD(ZstdLevel::try_new(level)?),
@@ -468,6 +479,8 @@ fn properties(config: &WriterConfig) -> Result<WriterProperties, StoreError> {
         // Page statistics write the column and offset indexes (the page index).
         .set_statistics_enabled(EnabledStatistics::Page)
         .set_max_row_group_row_count(Some(config.row_group_spans.max(1)))
+        .set_data_page_row_count_limit(PAGE_ROWS)
+        .set_dictionary_page_size_limit(DICTIONARY_BYTES)
         .build())
 }
 
