@@ -7,6 +7,7 @@ use bytes::Bytes;
 use flate2::read::MultiGzDecoder;
 use prost::Message;
 
+use super::wire::{WireError, decode_request};
 use crate::component::{
     ExportTracePartialSuccess, ExportTraceServiceRequest, ExportTraceServiceResponse, Refusal,
     Span, TraceBatch, TraceConsumer, Transport,
@@ -20,7 +21,7 @@ pub(crate) enum DecodeError {
     #[error("invalid gzip body: {0}")]
     Gzip(#[source] std::io::Error),
     #[error("invalid protobuf: {0}")]
-    Protobuf(#[from] prost::DecodeError),
+    Protobuf(#[from] WireError),
     #[error("invalid JSON: {0}")]
     Json(#[from] serde_json::Error),
 }
@@ -63,7 +64,7 @@ pub(crate) fn read_capped(
 
 /// Decodes a protobuf `ExportTraceServiceRequest` straight from the received bytes.
 pub(crate) fn decode_protobuf(body: Bytes) -> Result<ExportTraceServiceRequest, DecodeError> {
-    Ok(ExportTraceServiceRequest::decode(body)?)
+    Ok(decode_request(&body)?)
 }
 
 /// Decodes an OTLP/JSON request (hex ids, camelCase keys, enums as integers).

@@ -6,6 +6,7 @@ mod grpc;
 mod http_server;
 mod server;
 mod tenant;
+mod wire;
 
 #[cfg(test)]
 mod tests;

@@ -652,7 +652,7 @@ fn grpc_malformed_protobuf_is_invalid_argument_with_the_decode_error() {
         assert!(
             status
                 .message()
-                .starts_with("invalid protobuf: failed to decode Protobuf message"),
+                .starts_with("invalid protobuf: length past the end of the message in"),
             "{status:?}"
         );
         assert_eq!(refused_requests(&metrics, "grpc", "malformed"), 1);
@@ -1031,7 +1031,7 @@ fn http_bad_requests_get_precise_statuses_and_are_counted() {
         assert!(
             status
                 .message
-                .starts_with("invalid protobuf: failed to decode Protobuf message"),
+                .starts_with("invalid protobuf: length past the end of the message in"),
             "{status:?}"
         );
 

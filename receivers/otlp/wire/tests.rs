@@ -1,0 +1,168 @@
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use opentelemetry_proto::tonic::common::v1::{AnyValue, ArrayValue, EntityRef, any_value};
+use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans};
+use prost::Message;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
+use super::decode_request;
+use crate::store::testdata;
+
+const START: u64 = 1_764_000_000_000_000_000;
+
+/// Spans as SDKs send them, plus every kind of value, entity refs and schema urls.
+fn request() -> ExportTraceServiceRequest {
+    let mut resource_spans = testdata::batch(7, 6, 4, Some("acme"), START);
+    let mut exotic = resource_spans[0].clone();
+    exotic.schema_url = "https://opentelemetry.io/schemas/1.26.0".into();
+    let resource = exotic.resource.as_mut().expect("resource");
+    resource.dropped_attributes_count = 2;
+    resource.entity_refs.push(EntityRef {
+        schema_url: "s".into(),
+        r#type: "k8s.pod".into(),
+        id_keys: vec!["k8s.pod.uid".into()],
+        description_keys: vec!["k8s.pod.name".into(), "k8s.node.name".into()],
+    });
+    let mut scope = exotic.scope_spans[0].scope.clone().expect("scope");
+    scope.attributes.push(testdata::s("scope.key", "v"));
+    scope.dropped_attributes_count = 1;
+    exotic.scope_spans = vec![ScopeSpans {
+        scope: Some(scope),
+        spans: vec![testdata::exotic_span([3; 16], START)],
+        schema_url: "scope-schema".into(),
+    }];
+    resource_spans.push(exotic);
+    resource_spans.push(ResourceSpans::default());
+    ExportTraceServiceRequest { resource_spans }
+}
+
+fn prost_decode(bytes: &[u8]) -> Option<Vec<u8>> {
+    ExportTraceServiceRequest::decode(bytes)
+        .ok()
+        .map(|r| r.encode_to_vec())
+}
+
+#[test]
+fn decodes_what_prost_decodes() {
+    let request = request();
+    let bytes = request.encode_to_vec();
+    assert_eq!(decode_request(&bytes).expect("valid"), request);
+    assert_eq!(
+        decode_request(&[]).expect("empty"),
+        ExportTraceServiceRequest::default()
+    );
+}
+
+#[test]
+fn a_message_sent_twice_is_merged_as_protobuf_says() {
+    // Concatenated encodings are one message: repeated fields append, scalars keep the
+    // last value, embedded messages merge.
+    let first = request().encode_to_vec();
+    let mut span_twice = request();
+    let span = &mut span_twice.resource_spans[0].scope_spans[0].spans[0];
+    let mut renamed = span.clone();
+    renamed.name = "renamed".into();
+    renamed.attributes.truncate(1);
+    renamed.status = None;
+    let mut bytes = span.encode_to_vec();
+    bytes.extend(renamed.encode_to_vec());
+    let merged = opentelemetry_proto::tonic::trace::v1::Span::decode(&bytes[..]).expect("prost");
+    *span = merged;
+    let mut both = first.clone();
+    both.extend(span_twice.encode_to_vec());
+    assert_eq!(
+        decode_request(&both).expect("valid").encode_to_vec(),
+        prost_decode(&both).expect("prost")
+    );
+}
+
+#[test]
+fn mutated_bytes_are_refused_or_decoded_exactly_as_prost_does() {
+    let valid = request().encode_to_vec();
+    let mut rng = StdRng::seed_from_u64(42);
+    let (mut accepted, mut refused) = (0, 0);
+    for round in 0..20_000 {
+        let mut bytes = valid.clone();
+        for _ in 0..rng.random_range(1..4) {
+            let at = rng.random_range(0..bytes.len());
+            match rng.random_range(0..4) {
+                0 => bytes[at] = rng.random(),
+                1 => bytes.truncate(at),
+                2 => bytes.insert(at, rng.random()),
+                _ => {
+                    let end = (at + rng.random_range(1..64)).min(bytes.len());
+                    let copy = bytes[at..end].to_vec();
+                    let to = rng.random_range(0..bytes.len());
+                    bytes.splice(to..to, copy);
+                }
+            }
+            if bytes.is_empty() {
+                break;
+            }
+        }
+        let ours = decode_request(&bytes).map(|r| r.encode_to_vec());
+        match (ours, prost_decode(&bytes)) {
+            (Ok(ours), Some(theirs)) => {
+                assert!(ours == theirs, "round {round}: decoded differently");
+                accepted += 1;
+            }
+            (Err(_), None) => refused += 1,
+            (ours, theirs) => panic!(
+                "round {round}: ours {:?}, prost {}",
+                ours.map(|_| "accepted"),
+                if theirs.is_some() {
+                    "accepted"
+                } else {
+                    "refused"
+                }
+            ),
+        }
+    }
+    // Both outcomes were exercised (most mutations break a length or a varint).
+    assert!(accepted > 500 && refused > 10_000, "{accepted} {refused}");
+}
+
+#[test]
+fn invalid_utf8_is_refused_naming_the_field_and_offset() {
+    let mut request = request();
+    request.resource_spans[0].scope_spans[0].spans[0].name = "ZZZZZZZZ".into();
+    let mut bytes = request.encode_to_vec();
+    let at = bytes
+        .windows(8)
+        .position(|w| w == b"ZZZZZZZZ")
+        .expect("name");
+    bytes[at + 3] = 0xff;
+    assert!(prost_decode(&bytes).is_none());
+    let error = decode_request(&bytes).expect_err("invalid");
+    assert_eq!(
+        error.to_string(),
+        format!("invalid UTF-8 in Span.name at byte {}", at - 1)
+    );
+}
+
+#[test]
+fn values_nested_past_the_limit_are_refused_without_exhausting_the_stack() {
+    let mut value = AnyValue {
+        value: Some(any_value::Value::IntValue(1)),
+    };
+    for _ in 0..150 {
+        value = AnyValue {
+            value: Some(any_value::Value::ArrayValue(ArrayValue {
+                values: vec![value],
+            })),
+        };
+    }
+    let mut request = request();
+    request.resource_spans[0].scope_spans[0].spans[0]
+        .attributes
+        .push(testdata::kv("deep", value.value.expect("array")));
+    let bytes = request.encode_to_vec();
+    assert!(prost_decode(&bytes).is_none());
+    let error = decode_request(&bytes).expect_err("too deep");
+    assert!(
+        error
+            .to_string()
+            .starts_with("messages nested too deeply in AnyValue.array_value at byte"),
+        "{error}"
+    );
+}
