@@ -2,6 +2,8 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
+use opentelemetry_proto::tonic::common::v1::{AnyValue, any_value};
+
 use super::convert::{SpanRef, encode_value};
 
 const STATUS_OK: i32 = 1;
@@ -176,9 +178,31 @@ fn add_span(t: &mut TraceSummary, row: &SpanRef<'_>, indexed: &[String]) {
         .chain(&row.origin.resource.attributes);
     for kv in all {
         if indexed.contains(&kv.key) {
-            let text = encode_value(kv.value.as_ref()).1;
-            t.attributes.entry(kv.key.clone()).or_default().insert(text);
+            add_value(&mut t.attributes, &kv.key, kv.value.as_ref());
         }
+    }
+}
+
+/// Adds an indexed attribute's value to the trace's distinct values. Most spans repeat
+/// values the trace already holds, so nothing is allocated unless the key or value is new.
+fn add_value(
+    attributes: &mut BTreeMap<String, BTreeSet<String>>,
+    key: &str,
+    value: Option<&AnyValue>,
+) {
+    let values = match attributes.get_mut(key) {
+        Some(values) => values,
+        None => attributes.entry(key.to_string()).or_default(),
+    };
+    if let Some(any_value::Value::StringValue(text)) = value.and_then(|v| v.value.as_ref()) {
+        if !values.contains(text.as_str()) {
+            values.insert(text.clone());
+        }
+        return;
+    }
+    let text = encode_value(value).1;
+    if !values.contains(&text) {
+        values.insert(text);
     }
 }
 
