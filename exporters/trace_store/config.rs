@@ -92,7 +92,7 @@ impl Default for TraceStoreConfig {
             max_block_bytes: ByteSize::mib(128),
             max_buffer_bytes: ByteSize::mib(256),
             max_block_age: HumanDuration::from_secs(300),
-            row_group_spans: 100_000,
+            row_group_spans: 250_000,
             compression: Compression::Zstd,
             indexed_attributes: [
                 "http.route",

@@ -47,7 +47,7 @@ impl ExporterFactory for TraceStoreExporterFactory {
   max_block_bytes: 128MiB
   max_buffer_bytes: 256MiB
   max_block_age: 5m
-  row_group_spans: 100000
+  row_group_spans: 250000
   compression: zstd
   indexed_attributes: [http.route, http.status_code, http.method, db.system, deployment.environment]
   bloom_false_positive_rate: 0.01

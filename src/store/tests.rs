@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use object_store::ObjectStore;
+use object_store::{ObjectStore, ObjectStoreExt};
 use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans};
 use tokio::time::Instant;
 
@@ -133,6 +133,53 @@ async fn finds_a_trace_by_id_across_blocks_and_hours() {
     assert!(found.iter().all(|(_, _, s)| s.trace_id == trace_id));
     assert!(reader.trace("acme", &[0xab; 16]).await.unwrap().is_empty());
     assert!(reader.trace("other", &trace_id).await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn a_row_group_larger_than_a_page_is_one_sorted_row_group_and_its_traces_are_found() {
+    // Rows are gathered a page (16 384) at a time; a row group of 20 000 takes two.
+    let (store, layout) = Location::Memory
+        .open("memory://", &BTreeMap::new())
+        .unwrap();
+    let config = WriterConfig {
+        row_group_spans: 20_000,
+        ..config()
+    };
+    let batch = testdata::batch(3, 2_500, 12, Some("acme"), HOUR_START);
+    let mut writer = BlockWriter::new(config);
+    let now = Instant::now();
+    writer.add(&batch, 1, now).unwrap();
+    let mut blocks = writer.seal_due(now, true, 1_795_795_200_000);
+    assert_eq!(blocks.len(), 1);
+    let meta = write_block(&store, &layout, writer.config(), blocks.remove(0))
+        .await
+        .unwrap();
+
+    let path = object_store::path::Path::from(meta.spans_path.as_str());
+    let bytes = store.get(&path).await.unwrap().bytes().await.unwrap();
+    let file = parquet::file::reader::SerializedFileReader::new(bytes).unwrap();
+    use parquet::file::reader::FileReader;
+    let groups: Vec<i64> = (0..file.num_row_groups())
+        .map(|g| file.metadata().row_group(g).num_rows())
+        .collect();
+    assert_eq!(groups, vec![20_000, 10_000]);
+
+    let reader = StoreReader::new(store, layout);
+    let read = flatten(&reader.block_spans(&meta).await.unwrap());
+    let keys: Vec<_> = read
+        .iter()
+        .map(|(_, _, s)| (s.trace_id.clone(), s.start_time_unix_nano))
+        .collect();
+    assert_eq!(keys.len(), 30_000);
+    let sent = flatten(&batch);
+    // Traces from either gather of the first row group and from the second are whole.
+    for at in [100, 17_000 / 12 * 12, 25_000] {
+        let trace_id = &read[at].2.trace_id;
+        let found = flatten(&reader.trace("acme", trace_id).await.unwrap());
+        let expected: Vec<_> = sent.iter().filter(|r| &r.2.trace_id == trace_id).collect();
+        assert_eq!(found.len(), 12);
+        assert_eq!(found.iter().collect::<Vec<_>>(), expected);
+    }
 }
 
 #[tokio::test]
