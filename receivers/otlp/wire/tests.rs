@@ -166,3 +166,24 @@ fn values_nested_past_the_limit_are_refused_without_exhausting_the_stack() {
         "{error}"
     );
 }
+
+#[test]
+fn random_bytes_are_refused_or_decoded_exactly_as_prost_does() {
+    let mut rng = StdRng::seed_from_u64(7);
+    for round in 0..50_000 {
+        let len = rng.random_range(0..64);
+        // Small field numbers and every wire type, so known fields, unknown fields and
+        // groups all turn up.
+        let bytes: Vec<u8> = (0..len)
+            .map(|_| {
+                if rng.random_bool(0.5) {
+                    rng.random_range(0..0x40)
+                } else {
+                    rng.random()
+                }
+            })
+            .collect();
+        let ours = decode_request(&bytes).map(|r| r.encode_to_vec());
+        assert_eq!(ours.ok(), prost_decode(&bytes), "round {round}: {bytes:02x?}");
+    }
+}
