@@ -163,6 +163,18 @@ async fn a_row_group_larger_than_a_page_is_one_sorted_row_group_and_its_traces_a
         .map(|g| file.metadata().row_group(g).num_rows())
         .collect();
     assert_eq!(groups, vec![20_000, 10_000]);
+    // Attribute maps carry no statistics (nothing prunes by them), the rest do; every
+    // column has its offset index, which trace lookups read.
+    let group = file.metadata().row_group(0);
+    for column in group.columns() {
+        let path = column.column_path();
+        let of_attributes = path
+            .parts()
+            .iter()
+            .any(|p| p.ends_with("attributes") || p.ends_with("attribute_types"));
+        assert_eq!(column.statistics().is_none(), of_attributes, "{path}");
+        assert!(column.offset_index_offset().is_some(), "{path}");
+    }
 
     let reader = StoreReader::new(store, layout);
     let read = flatten(&reader.block_spans(&meta).await.unwrap());

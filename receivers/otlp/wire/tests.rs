@@ -184,6 +184,10 @@ fn random_bytes_are_refused_or_decoded_exactly_as_prost_does() {
             })
             .collect();
         let ours = decode_request(&bytes).map(|r| r.encode_to_vec());
-        assert_eq!(ours.ok(), prost_decode(&bytes), "round {round}: {bytes:02x?}");
+        assert_eq!(
+            ours.ok(),
+            prost_decode(&bytes),
+            "round {round}: {bytes:02x?}"
+        );
     }
 }
