@@ -130,6 +130,7 @@ impl<'a> Cursor<'a> {
     }
 
     /// The next field's number and wire type, or `None` at the end of the message.
+    #[inline]
     fn key(&mut self) -> Result<Option<(u32, u8)>> {
         if self.pos >= self.end {
             return Ok(None);
@@ -143,6 +144,7 @@ impl<'a> Cursor<'a> {
         Ok(Some((field as u32, wire)))
     }
 
+    #[inline]
     fn expect(&self, wire: u8, want: u8, field: &'static str) -> Result<()> {
         if wire == want {
             Ok(())
@@ -152,6 +154,7 @@ impl<'a> Cursor<'a> {
     }
 
     /// The bytes of a length-delimited field.
+    #[inline]
     fn bytes(&mut self, wire: u8, field: &'static str) -> Result<&'a [u8]> {
         self.expect(wire, LEN, field)?;
         let len = self.varint(field)?;
@@ -165,6 +168,7 @@ impl<'a> Cursor<'a> {
         Ok(&self.buf[start..end])
     }
 
+    #[inline]
     fn string(&mut self, wire: u8, field: &'static str) -> Result<String> {
         let start = self.pos;
         let bytes = self.bytes(wire, field)?;
@@ -177,23 +181,27 @@ impl<'a> Cursor<'a> {
         }
     }
 
+    #[inline]
     fn uint(&mut self, wire: u8, field: &'static str) -> Result<u64> {
         self.expect(wire, VARINT, field)?;
         self.varint(field)
     }
 
+    #[inline]
     fn fixed64(&mut self, wire: u8, field: &'static str) -> Result<u64> {
         self.expect(wire, I64, field)?;
         let bytes = self.fixed::<8>(field)?;
         Ok(u64::from_le_bytes(bytes))
     }
 
+    #[inline]
     fn fixed32(&mut self, wire: u8, field: &'static str) -> Result<u32> {
         self.expect(wire, I32, field)?;
         let bytes = self.fixed::<4>(field)?;
         Ok(u32::from_le_bytes(bytes))
     }
 
+    #[inline]
     fn fixed<const N: usize>(&mut self, field: &'static str) -> Result<[u8; N]> {
         let bytes = self
             .buf
