@@ -25,6 +25,7 @@ fn request() -> ExportTraceServiceRequest {
     });
     let mut scope = exotic.scope_spans[0].scope.clone().expect("scope");
     scope.attributes.push(testdata::s("scope.key", "v"));
+    scope.attributes.push(testdata::s("naïve.clé", "✓ ünïcödé"));
     scope.dropped_attributes_count = 1;
     exotic.scope_spans = vec![ScopeSpans {
         scope: Some(scope),
