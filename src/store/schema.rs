@@ -14,6 +14,7 @@
 use std::sync::Arc;
 
 use arrow::datatypes::{DataType, Field, FieldRef, Fields, Schema, SchemaRef, TimeUnit};
+use parquet::schema::types::ColumnPath;
 
 /// Attribute keys copied into their own columns: (attribute key, column name, is integer).
 /// A key's newer semantic-convention name is looked up when the older one is absent.
@@ -39,6 +40,14 @@ pub const PROMOTED: [(&str, &str, &str, bool); 5] = [
 /// table's `has_root`, `operations` and `error_services` columns and orders its rows by
 /// start time; version-1 trace files are read with those columns empty.
 pub const FORMAT_VERSION: u32 = 2;
+
+/// Whether a Parquet leaf column belongs to an attribute map or its type letters (of a span,
+/// resource, scope, event or link, or the trace table's indexed attributes).
+pub fn is_attribute_leaf(path: &ColumnPath) -> bool {
+    path.parts()
+        .iter()
+        .any(|part| part.ends_with("attributes") || part.ends_with("attribute_types"))
+}
 
 pub fn timestamp() -> DataType {
     DataType::Timestamp(TimeUnit::Nanosecond, Some("UTC".into()))

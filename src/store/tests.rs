@@ -4,8 +4,11 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use arrow::array::AsArray;
+use arrow::datatypes::TimestampNanosecondType;
 use object_store::{ObjectStore, ObjectStoreExt};
 use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans};
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use tokio::time::Instant;
 
 use super::layout::Layout;
@@ -157,32 +160,66 @@ async fn a_row_group_larger_than_a_page_is_one_sorted_row_group_and_its_traces_a
 
     let path = object_store::path::Path::from(meta.spans_path.as_str());
     let bytes = store.get(&path).await.unwrap().bytes().await.unwrap();
-    let file = parquet::file::reader::SerializedFileReader::new(bytes).unwrap();
+    let file = parquet::file::reader::SerializedFileReader::new(bytes.clone()).unwrap();
     use parquet::file::reader::FileReader;
     let groups: Vec<i64> = (0..file.num_row_groups())
         .map(|g| file.metadata().row_group(g).num_rows())
         .collect();
     assert_eq!(groups, vec![20_000, 10_000]);
+    // In file order, rows sort by (trace id, start time) across the two gathers.
+    let rows = ParquetRecordBatchReaderBuilder::try_new(bytes.clone())
+        .unwrap()
+        .build()
+        .unwrap();
+    let mut order = Vec::new();
+    for batch in rows {
+        let batch = batch.unwrap();
+        let ids = batch
+            .column_by_name("trace_id")
+            .unwrap()
+            .as_fixed_size_binary();
+        let starts = batch
+            .column_by_name("start_time")
+            .unwrap()
+            .as_primitive::<TimestampNanosecondType>();
+        for row in 0..batch.num_rows() {
+            order.push((ids.value(row).to_vec(), starts.value(row)));
+        }
+    }
+    assert_eq!(order.len(), 30_000);
+    assert!(order.is_sorted(), "rows are in (trace_id, start) order");
     // Attribute maps carry no statistics (nothing prunes by them), the rest do; every
     // column has its offset index, which trace lookups read.
     let group = file.metadata().row_group(0);
+    let without: Vec<String> = group
+        .columns()
+        .iter()
+        .filter(|c| c.statistics().is_none())
+        .map(|c| c.column_path().string())
+        .collect();
+    for path in [
+        "attributes.entries.value",
+        "events.list.item.attributes.entries.key",
+    ] {
+        assert!(without.iter().any(|p| p == path), "{path} in {without:?}");
+    }
+    for path in [
+        "trace_id",
+        "name",
+        "events.list.item.dropped_attributes_count",
+    ] {
+        assert!(!without.iter().any(|p| p == path), "{path} in {without:?}");
+    }
     for column in group.columns() {
         let path = column.column_path();
-        let of_attributes = path
-            .parts()
-            .iter()
-            .any(|p| p.ends_with("attributes") || p.ends_with("attribute_types"));
+        let of_attributes = super::schema::is_attribute_leaf(path);
         assert_eq!(column.statistics().is_none(), of_attributes, "{path}");
         assert!(column.offset_index_offset().is_some(), "{path}");
     }
 
     let reader = StoreReader::new(store, layout);
     let read = flatten(&reader.block_spans(&meta).await.unwrap());
-    let keys: Vec<_> = read
-        .iter()
-        .map(|(_, _, s)| (s.trace_id.clone(), s.start_time_unix_nano))
-        .collect();
-    assert_eq!(keys.len(), 30_000);
+    assert_eq!(read.len(), 30_000);
     let sent = flatten(&batch);
     // Traces from either gather of the first row group and from the second are whole.
     for at in [100, 17_000 / 12 * 12, 25_000] {

@@ -501,16 +501,8 @@ fn attribute_leaves() -> &'static [ColumnPath] {
             let Ok(parquet) = converter.convert(&schema) else {
                 continue;
             };
-            for column in parquet.columns() {
-                let path = column.path();
-                let of_attributes = path
-                    .parts()
-                    .iter()
-                    .any(|part| part.ends_with("attributes") || part.ends_with("attribute_types"));
-                if of_attributes {
-                    out.push(path.clone());
-                }
-            }
+            let paths = parquet.columns().iter().map(|column| column.path());
+            out.extend(paths.filter(|p| schema::is_attribute_leaf(p)).cloned());
         }
         out
     })
