@@ -73,7 +73,7 @@ impl Processor for Stamp {
         out: &mut Emitter,
         _dropped: &mut Dropped,
     ) -> Result<(), ProcessError> {
-        for resource_spans in &mut batch.resource_spans {
+        for resource_spans in batch.resource_spans_mut() {
             for scope_spans in &mut resource_spans.scope_spans {
                 for span in &mut scope_spans.spans {
                     span.attributes.push(KeyValue {

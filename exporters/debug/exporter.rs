@@ -75,7 +75,7 @@ impl DebugExporter {
     }
 
     fn log_spans(&mut self, batch: &TraceBatch) {
-        for rs in &batch.resource_spans {
+        for rs in batch.resource_spans() {
             for ss in &rs.scope_spans {
                 for span in &ss.spans {
                     match self.verbosity {

@@ -10,7 +10,7 @@ use crate::component::{
 pub fn batch_summary(batch: &TraceBatch) -> String {
     format!(
         "resource spans: {}, spans: {}",
-        batch.resource_spans.len(),
+        batch.resource_spans().len(),
         batch.span_count()
     )
 }

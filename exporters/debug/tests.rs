@@ -202,7 +202,7 @@ async fn detailed_shows_every_field() {
         ..Default::default()
     });
     let mut b = batch(1);
-    let span = &mut b.resource_spans[0].scope_spans[0].spans[0];
+    let span = &mut b.resource_spans_mut()[0].scope_spans[0].spans[0];
     span.parent_span_id = vec![9; 8];
     span.kind = 2;
     span.status = Some(Status {

@@ -1,23 +1,16 @@
 //! A gRPC codec that sends pre-encoded request bytes and decodes the OTLP response.
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::{BufMut, Bytes};
 use prost::Message;
 use tonic::Status;
 use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
 
 use crate::component::{ExportTraceServiceResponse, TraceBatch};
 
-/// Encodes a batch as an `ExportTraceServiceRequest` straight from the borrowed spans.
-///
-/// The request's wire form is field 1 repeated `ResourceSpans`, so each one is written in
-/// place: no request struct is built and no span is cloned, which a retry would repeat.
+/// Encodes a batch as an `ExportTraceServiceRequest`: the bytes it arrived as when it still
+/// has them, else written from the borrowed spans (no request struct, no span cloned).
 pub fn encode_request(batch: &TraceBatch) -> Bytes {
-    let len = crate::component::batch::encoded_len(&batch.resource_spans);
-    let mut buf = BytesMut::with_capacity(len);
-    for rs in &batch.resource_spans {
-        prost::encoding::message::encode(1, rs, &mut buf);
-    }
-    buf.freeze()
+    batch.encode_request()
 }
 
 /// Bytes out, `ExportTraceServiceResponse` in.

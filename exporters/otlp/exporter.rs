@@ -92,7 +92,7 @@ impl Exporter for OtlpExporter {
     }
 
     async fn export(&mut self, batch: &TraceBatch) -> Result<(), ExportError> {
-        if batch.resource_spans.is_empty() {
+        if batch.is_empty() {
             return Ok(());
         }
         let request = self.request(encode_request(batch));

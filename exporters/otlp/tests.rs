@@ -292,7 +292,7 @@ fn problems_of(config: &OtlpExporterConfig) -> Vec<(String, String)> {
 fn encodes_the_request_byte_for_byte() {
     let batch = rich_batch();
     let expected = ExportTraceServiceRequest {
-        resource_spans: batch.resource_spans.clone(),
+        resource_spans: batch.resource_spans().to_vec(),
     }
     .encode_to_vec();
     assert_eq!(encode_request(&batch).as_ref(), expected.as_slice());
@@ -481,7 +481,8 @@ async fn delivers_every_span_and_attribute_with_gzip_and_headers() {
     let seen = peer.seen();
     assert_eq!(seen.len(), 2);
     assert_eq!(
-        seen[0].request.resource_spans, batch.resource_spans,
+        seen[0].request.resource_spans,
+        batch.into_resource_spans(),
         "every field intact"
     );
     assert_eq!(seen[0].header("grpc-encoding"), Some("gzip"));
@@ -497,7 +498,10 @@ async fn sends_uncompressed_when_asked() {
     let mut exporter = exporter(config(peer.addr, Compression::None)).await;
     exporter.export(&rich_batch()).await.unwrap();
     let seen = peer.seen();
-    assert_eq!(seen[0].request.resource_spans, rich_batch().resource_spans);
+    assert_eq!(
+        seen[0].request.resource_spans,
+        rich_batch().into_resource_spans()
+    );
     assert_eq!(seen[0].header("grpc-encoding"), None);
 
     // A peer that cannot inflate gzip rejects it; that will not get better by retrying.
@@ -694,7 +698,7 @@ async fn speaks_mutual_tls() {
     mutual_tls.export(&rich_batch()).await.unwrap();
     assert_eq!(
         peer.seen()[0].request.resource_spans,
-        rich_batch().resource_spans
+        rich_batch().resource_spans()
     );
 
     let no_client_cert = TlsConfig {

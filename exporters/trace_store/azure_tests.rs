@@ -50,6 +50,6 @@ async fn writes_and_reads_through_azure_blob_storage() {
     assert_eq!(blocks.len(), 1);
     assert!(blocks[0].spans_path.starts_with("prod/spans/tenant=acme/"));
     let back = reader.block_spans(&blocks[0]).await.unwrap();
-    assert_eq!(flatten(&back), flatten(&batch.resource_spans));
+    assert_eq!(flatten(&back), flatten(batch.resource_spans()));
     exporter.shutdown().await;
 }

@@ -396,7 +396,7 @@ impl TraceStoreExporter {
     async fn record(&mut self, batch: &TraceBatch) -> Result<u64, ExportError> {
         match &self.shared.wal {
             Some(wal) => wal
-                .append(&batch.resource_spans)
+                .append(batch)
                 .await
                 .map_err(|e| ExportError::retryable(format!("write-ahead log: {e}"))),
             None => {
@@ -438,7 +438,7 @@ impl Exporter for TraceStoreExporter {
     async fn export(&mut self, batch: &TraceBatch) -> Result<(), ExportError> {
         // Checked first and before the log sees the batch: retrying cannot fix it, and a
         // refused batch must never be replayed.
-        for rs in &batch.resource_spans {
+        for rs in batch.resource_spans() {
             let tenant = crate::component::tenant::tenant_of(rs.resource.as_ref());
             if let Some(Err(message)) = tenant.map(crate::component::tenant::validate_tenant_id) {
                 return Err(ExportError::permanent(message));
@@ -458,7 +458,7 @@ impl Exporter for TraceStoreExporter {
         // Converted before the log sees the batch (a span the store cannot take is refused
         // without being logged) and outside the writer's lock (queries keep reading).
         let staged = stage(
-            &batch.resource_spans,
+            batch.resource_spans(),
             batch.size_hint() as u64,
             &self.shared.indexed_attributes,
         )

@@ -51,7 +51,7 @@ async fn writes_and_reads_through_s3_and_survives_an_outage() {
     assert_eq!(blocks.len(), 1);
     assert!(blocks[0].spans_path.starts_with("prod/spans/tenant=acme/"));
     let back = reader.block_spans(&blocks[0]).await.unwrap();
-    assert_eq!(flatten(&back), flatten(&first.resource_spans));
+    assert_eq!(flatten(&back), flatten(first.resource_spans()));
 
     // The server goes away: spans are still accepted and stay buffered.
     drop(moto);
@@ -68,5 +68,5 @@ async fn writes_and_reads_through_s3_and_survives_an_outage() {
     let blocks = reader.blocks("acme").await.unwrap();
     assert_eq!(blocks.len(), 1);
     let back = reader.block_spans(&blocks[0]).await.unwrap();
-    assert_eq!(flatten(&back), flatten(&second.resource_spans));
+    assert_eq!(flatten(&back), flatten(second.resource_spans()));
 }

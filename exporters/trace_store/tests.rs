@@ -122,7 +122,10 @@ async fn exports_route_by_tenant_and_flush_commits_everything() {
     boxed.shutdown().await;
     let exporter = build_exporter(&config, "reader", None).unwrap();
     let read = read_all(&exporter).await;
-    let all: Vec<ResourceSpans> = sent.iter().flat_map(|b| b.resource_spans.clone()).collect();
+    let all: Vec<ResourceSpans> = sent
+        .iter()
+        .flat_map(|b| b.resource_spans().to_vec())
+        .collect();
     assert_eq!(flatten(&read), flatten(&all));
     assert_eq!(
         exporter.reader().tenants().await.unwrap(),
@@ -186,10 +189,10 @@ struct FakeWal {
 
 #[async_trait::async_trait]
 impl WriteAheadLog for FakeWal {
-    async fn append(&self, batch: &[ResourceSpans]) -> Result<u64, StoreError> {
+    async fn append(&self, batch: &TraceBatch) -> Result<u64, StoreError> {
         let mut entries = self.entries.lock();
         let seq = entries.last().map_or(1, |(s, _)| s + 1);
-        entries.push((seq, batch.to_vec()));
+        entries.push((seq, batch.resource_spans().to_vec()));
         Ok(seq)
     }
 
@@ -227,12 +230,12 @@ async fn the_log_holds_each_batch_until_its_block_is_committed_and_is_replayed()
 
     // A restart finds an entry that never reached a block and commits it.
     let pending = batch(3, 4, Some("c"));
-    wal.append(&pending.resource_spans).await.unwrap();
+    wal.append(&pending).await.unwrap();
     let mut restarted = build_exporter(&config, "trace_store", Some(wal.clone())).unwrap();
     restarted.start().await.unwrap();
     restarted.shutdown().await;
     let read = read_all(&restarted).await;
-    assert_eq!(flatten(&read), flatten(&pending.resource_spans));
+    assert_eq!(flatten(&read), flatten(pending.resource_spans()));
     assert!(wal.entries.lock().is_empty());
 }
 
@@ -262,12 +265,12 @@ async fn a_storage_outage_keeps_blocks_encoded_and_queryable_until_storage_retur
     assert!(exporter.reader().blocks("acme").await.unwrap().is_empty());
     // Still queryable while it waits: by trace id, in search and by attribute.
     let live = exporter.query_source().unwrap().live.unwrap();
-    let trace_id = sent.resource_spans[0].scope_spans[0].spans[0]
+    let trace_id = sent.resource_spans()[0].scope_spans[0].spans[0]
         .trace_id
         .clone();
     let found = live.trace("acme", &trace_id).await;
     let expected = sent
-        .resource_spans
+        .resource_spans()
         .iter()
         .flat_map(|rs| &rs.scope_spans)
         .flat_map(|ss| &ss.spans)
@@ -287,7 +290,7 @@ async fn a_storage_outage_keeps_blocks_encoded_and_queryable_until_storage_retur
     assert_eq!(exporter.held("acme").await, (0, 0));
     assert_eq!(
         flatten(&read_all(&exporter).await),
-        flatten(&sent.resource_spans),
+        flatten(sent.resource_spans()),
         "every span once"
     );
 }
@@ -302,7 +305,7 @@ async fn background_compaction_merges_the_blocks_of_a_closed_hour() {
         let batch = TraceBatch::measured(testdata::batch(seed, 4, 3, Some("acme"), yesterday));
         exporter.export(&batch).await.unwrap();
         exporter.flush().await.unwrap();
-        sent.extend(batch.resource_spans);
+        sent.extend(batch.into_resource_spans());
     }
     assert_eq!(exporter.reader().blocks("acme").await.unwrap().len(), 3);
     let mut blocks = 3;
@@ -348,7 +351,7 @@ struct NeverReleased(super::wal_log::FileWal);
 
 #[async_trait::async_trait]
 impl WriteAheadLog for NeverReleased {
-    async fn append(&self, batch: &[ResourceSpans]) -> Result<u64, StoreError> {
+    async fn append(&self, batch: &TraceBatch) -> Result<u64, StoreError> {
         self.0.append(batch).await
     }
 
@@ -396,7 +399,14 @@ async fn a_crash_between_a_blocks_index_and_the_logs_release_stores_no_span_twic
     restarted.start().await.unwrap();
     restarted.shutdown().await;
     let stored = flatten(&read_all(&restarted).await);
-    let sent = flatten(&[a.resource_spans, b.resource_spans, c.resource_spans].concat());
+    let sent = flatten(
+        &[
+            a.into_resource_spans(),
+            b.into_resource_spans(),
+            c.into_resource_spans(),
+        ]
+        .concat(),
+    );
     assert_eq!(stored.len(), sent.len(), "each span exactly once");
     assert_eq!(stored, sent);
 }

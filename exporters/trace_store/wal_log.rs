@@ -59,8 +59,8 @@ fn blocking<T>(work: impl FnOnce() -> T) -> T {
 
 #[async_trait]
 impl WriteAheadLog for FileWal {
-    async fn append(&self, batch: &[ResourceSpans]) -> Result<u64, StoreError> {
-        let seq = blocking(|| self.wal.lock().append_spans(batch)).map_err(store_error)?;
+    async fn append(&self, batch: &crate::component::TraceBatch) -> Result<u64, StoreError> {
+        let seq = blocking(|| self.wal.lock().append(batch)).map_err(store_error)?;
         Ok(seq.0)
     }
 
@@ -114,7 +114,7 @@ impl WriteAheadLog for FileWal {
         let mut entries = Vec::new();
         for entry in replay {
             let (seq, batch) = entry.map_err(store_error)?;
-            entries.push((seq.0, batch.resource_spans));
+            entries.push((seq.0, batch.into_resource_spans()));
         }
         Ok(entries)
     }

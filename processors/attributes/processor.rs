@@ -187,7 +187,7 @@ impl Processor for AttributesProcessor {
         _dropped: &mut Dropped,
     ) -> Result<(), ProcessError> {
         let mut changes = Changes::default();
-        for rs in &mut batch.resource_spans {
+        for rs in batch.resource_spans_mut() {
             self.apply(rs, &mut changes);
         }
         if changes.any() {

@@ -104,7 +104,7 @@ async fn run_with_metrics(yaml: &str, input: TraceBatch) -> (TraceBatch, String)
 }
 
 fn the_span(b: &TraceBatch) -> &Span {
-    &b.resource_spans[0].scope_spans[0].spans[0]
+    &b.resource_spans()[0].scope_spans[0].spans[0]
 }
 
 fn keys(list: &[KeyValue]) -> Vec<&str> {
@@ -118,7 +118,7 @@ fn get<'a>(list: &'a [KeyValue], key: &str) -> Option<&'a any_value::Value> {
 }
 
 fn resource_keys(b: &TraceBatch) -> Vec<&str> {
-    keys(&b.resource_spans[0].resource.as_ref().unwrap().attributes)
+    keys(&b.resource_spans()[0].resource.as_ref().unwrap().attributes)
 }
 
 #[tokio::test]
@@ -232,7 +232,7 @@ async fn hash_replaces_disallowed_values_stably_per_salt() {
         get(&span.attributes, "user.id")
     );
     // The protected resource keys are never hashed.
-    let resource = &a.resource_spans[0].resource.as_ref().unwrap().attributes;
+    let resource = &a.resource_spans()[0].resource.as_ref().unwrap().attributes;
     assert_eq!(
         get(resource, "tenant.id"),
         Some(&any_value::Value::StringValue("acme".into()))

@@ -33,7 +33,7 @@ fn spans(prefix: &str, n: usize) -> TraceBatch {
 
 fn names(batch: &TraceBatch) -> Vec<String> {
     let mut out = Vec::new();
-    for rs in &batch.resource_spans {
+    for rs in batch.resource_spans() {
         for ss in &rs.scope_spans {
             for span in &ss.spans {
                 out.push(span.name.clone());
@@ -243,13 +243,14 @@ async fn shutdown_emits_everything() {
 async fn spans_pass_unchanged() {
     let (mut p, _handle) = build(config(2, 0, 200));
     let mut input = spans("a", 2);
-    input.resource_spans[0].scope_spans[0].spans[1].attributes = vec![crate::component::KeyValue {
-        key: "http.route".into(),
-        value: Some(crate::component::AnyValue {
-            value: Some(crate::component::any_value::Value::StringValue("/x".into())),
-        }),
-        ..Default::default()
-    }];
+    input.resource_spans_mut()[0].scope_spans[0].spans[1].attributes =
+        vec![crate::component::KeyValue {
+            key: "http.route".into(),
+            value: Some(crate::component::AnyValue {
+                value: Some(crate::component::any_value::Value::StringValue("/x".into())),
+            }),
+            ..Default::default()
+        }];
     let sent = feed(&mut p, input.clone()).await;
     assert_eq!(sent, vec![input]);
 }

@@ -331,7 +331,7 @@ impl Processor for SanitizerProcessor {
         _dropped: &mut Dropped,
     ) -> Result<(), ProcessError> {
         let mut tally = Tally::default();
-        for rs in &mut batch.resource_spans {
+        for rs in batch.resource_spans_mut() {
             if let Some(resource) = &mut rs.resource {
                 self.sanitize_resource(&mut resource.attributes, &mut tally);
             }

@@ -75,7 +75,7 @@ async fn one(yaml: &str, key: &str, value: &str) -> String {
 }
 
 fn the_span(b: &TraceBatch) -> &Span {
-    &b.resource_spans[0].scope_spans[0].spans[0]
+    &b.resource_spans()[0].scope_spans[0].spans[0]
 }
 
 fn text(list: &[KeyValue], key: &str) -> String {
@@ -341,7 +341,11 @@ async fn every_scope_is_sanitized_and_summarised() {
     ];
     let yaml = "detectors: [email]\nsummary: true\nblocked_key_patterns: ['^tenant', 'name$']";
     let (out, metrics) = run_full(yaml, wrap(resource, span)).await;
-    let r = &out.resource_spans[0].resource.as_ref().unwrap().attributes;
+    let r = &out.resource_spans()[0]
+        .resource
+        .as_ref()
+        .unwrap()
+        .attributes;
     assert_eq!(text(r, "owner"), "****");
     assert_eq!(text(r, "service.name"), "mail", "never masked");
     assert_eq!(text(r, "tenant.id"), "acme", "never masked");
@@ -400,7 +404,7 @@ async fn the_issue_scenario_leaves_no_secret_anywhere() {
         ..Default::default()
     };
     let (out, _) = run_full(y, wrap(vec![], span)).await;
-    let dump = format!("{:?}", out.resource_spans);
+    let dump = format!("{:?}", out.resource_spans());
     for secret in ["4111", "jane@shop.io", jwt, "tok123", "a@b.c", "42"] {
         assert!(!dump.contains(secret), "{secret} leaked: {dump}");
     }

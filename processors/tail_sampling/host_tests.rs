@@ -34,7 +34,7 @@ impl ExporterFactory for Sink {
 impl Exporter for Sink {
     async fn export(&mut self, batch: &TraceBatch) -> Result<(), ExportError> {
         let mut names = self.0.lock();
-        for rs in &batch.resource_spans {
+        for rs in batch.resource_spans() {
             for ss in &rs.scope_spans {
                 names.extend(ss.spans.iter().map(|s| s.name.clone()));
             }

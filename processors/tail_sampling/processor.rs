@@ -99,7 +99,7 @@ impl TailSampler {
     /// Splits a batch into per-trace pieces, each keeping its resource and scope.
     fn split(&self, batch: TraceBatch) -> Vec<Vec<Piece>> {
         let mut per_shard: Vec<Vec<Piece>> = (0..self.senders.len()).map(|_| Vec::new()).collect();
-        for rs in batch.resource_spans {
+        for rs in batch.into_resource_spans() {
             for ss in rs.scope_spans {
                 let mut by_trace: HashMap<u128, Vec<Span>> = HashMap::new();
                 for span in ss.spans {

@@ -143,7 +143,7 @@ impl Harness {
 
     fn take(&mut self, mut out: Emitter, mut dropped: Dropped) {
         for batch in out.drain() {
-            for rs in batch.resource_spans {
+            for rs in batch.into_resource_spans() {
                 for ss in rs.scope_spans {
                     self.out.extend(ss.spans);
                 }

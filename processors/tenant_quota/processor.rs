@@ -106,7 +106,7 @@ impl TenantQuota {
                 .increment(share.bytes);
         }
         let estimator = cardinality::global();
-        for rs in &batch.resource_spans {
+        for rs in batch.resource_spans() {
             let spans = rs.scope_spans.iter().flat_map(|ss| &ss.spans);
             estimator.observe_many(tenant_name(rs), spans.map(|s| s.attributes.as_slice()));
         }
@@ -115,7 +115,7 @@ impl TenantQuota {
     /// Applies the per-span limits to every span, counting per tenant.
     fn limit_spans(&mut self, batch: &mut TraceBatch) {
         let mut cut_by_tenant: Vec<(String, Truncations)> = Vec::new();
-        for rs in &mut batch.resource_spans {
+        for rs in batch.resource_spans_mut() {
             let tenant = tenant_name(rs).to_string();
             let limits = limits_for(&self.overrides, &self.defaults, &tenant);
             if !limits.limits_spans() {
@@ -267,7 +267,7 @@ fn refusal(over: &[(Share, OverQuota)]) -> Refusal {
 /// The batch split by tenant: spans and encoded bytes of each.
 fn shares(batch: &TraceBatch) -> Vec<Share> {
     let mut shares: Vec<Share> = Vec::new();
-    for rs in &batch.resource_spans {
+    for rs in batch.resource_spans() {
         let tenant = tenant_name(rs);
         let spans: usize = rs.scope_spans.iter().map(|ss| ss.spans.len()).sum();
         match shares.iter_mut().find(|s| s.tenant == tenant) {
@@ -284,7 +284,7 @@ fn shares(batch: &TraceBatch) -> Vec<Share> {
         only.bytes = batch.size_hint() as u64;
         return shares;
     }
-    for rs in &batch.resource_spans {
+    for rs in batch.resource_spans() {
         let tenant = tenant_name(rs);
         if let Some(share) = shares.iter_mut().find(|s| s.tenant == tenant) {
             share.bytes += rs.encoded_len() as u64;

@@ -113,7 +113,7 @@ impl Outcome {
     fn tenants(&self) -> Vec<String> {
         let mut tenants = Vec::new();
         for batch in &self.out {
-            for rs in &batch.resource_spans {
+            for rs in batch.resource_spans() {
                 tenants.push(tenant_of(rs.resource.as_ref()).unwrap().to_string());
             }
         }
@@ -481,12 +481,13 @@ fn spans_are_truncated_and_counted_per_tenant() {
         ]);
         let outcome = process(&mut quota, sent.clone()).await;
         let out = &outcome.out[0];
-        let strict_span = &out.resource_spans[0].scope_spans[0].spans[0];
+        let strict_span = &out.resource_spans()[0].scope_spans[0].spans[0];
         assert_eq!(strict_span.attributes, [text("a", "long"), text("b", "ok")]);
         assert_eq!(strict_span.events.len(), 1);
         assert_eq!(strict_span.dropped_attributes_count, 1);
         assert_eq!(
-            out.resource_spans[1], sent.resource_spans[1],
+            out.resource_spans()[1],
+            sent.resource_spans()[1],
             "defaults have no limits"
         );
         assert!(

@@ -7,10 +7,14 @@ use bytes::Bytes;
 use flate2::read::MultiGzDecoder;
 use prost::Message;
 
-use super::wire::{WireError, decode_request};
+use super::tenant::{Caller, TenantError, TenantResolver};
+use crate::component::tenant::TENANT_ATTRIBUTE;
+use crate::component::wire::{
+    WireError, append_resource_attribute, decode_request, scan_request, span_ids_problem,
+};
 use crate::component::{
     ExportTracePartialSuccess, ExportTraceServiceRequest, ExportTraceServiceResponse, Refusal,
-    Span, TraceBatch, TraceConsumer, Transport,
+    TraceBatch, TraceConsumer, Transport,
 };
 
 /// Why a request body could not be turned into spans.
@@ -62,54 +66,96 @@ pub(crate) fn read_capped(
     Ok(Bytes::from(out))
 }
 
-/// Decodes a protobuf `ExportTraceServiceRequest` straight from the received bytes.
-pub(crate) fn decode_protobuf(body: Bytes) -> Result<ExportTraceServiceRequest, DecodeError> {
-    Ok(decode_request(&body)?)
+/// Why a request body cannot be made into a batch.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum RequestError {
+    #[error(transparent)]
+    Decode(#[from] DecodeError),
+    #[error(transparent)]
+    Tenant(#[from] TenantError),
 }
 
-/// Decodes an OTLP/JSON request (hex ids, camelCase keys, enums as integers).
-pub(crate) fn decode_json(body: &[u8]) -> Result<ExportTraceServiceRequest, DecodeError> {
-    Ok(serde_json::from_slice(body)?)
-}
-
-/// Why a span cannot be accepted, if it cannot.
-fn span_problem(span: &Span) -> Option<&'static str> {
-    if span.trace_id.len() != 16 || all_zero(&span.trace_id) {
-        return Some("trace_id must be 16 bytes and not all zero");
+/// Makes a protobuf request into a batch with its tenant written into every resource.
+///
+/// The request is scanned, not decoded: a well-formed request whose spans all have valid ids
+/// becomes a batch of its own bytes (with `tenant.id` appended to the resources that lack
+/// it), and its spans are decoded only if a processor or exporter asks for them. A request
+/// with invalid span ids, or with a `tenant.id` to replace, is decoded and changed as structs.
+pub(crate) fn protobuf_batch(
+    body: Bytes,
+    caller: &Caller,
+    tenants: &TenantResolver,
+) -> Result<TraceBatch, RequestError> {
+    let scan = scan_request(&body).map_err(DecodeError::from)?;
+    if scan.invalid_spans == 0
+        && let Some(plan) = tenants.plan(caller, &scan)?
+    {
+        let spans = scan.spans;
+        let rewritten = plan
+            .iter()
+            .any(Option::is_some)
+            .then(|| append_resource_attribute(&body, &scan, TENANT_ATTRIBUTE, &plan));
+        drop(scan);
+        let body = rewritten.map_or(body, Bytes::from);
+        return Ok(TraceBatch::from_validated_request(body, spans));
     }
-    if span.span_id.len() != 8 || all_zero(&span.span_id) {
-        return Some("span_id must be 8 bytes and not all zero");
-    }
-    None
+    drop(scan);
+    let wire_size = body.len();
+    let request = decode_request(&body).map_err(DecodeError::from)?;
+    decoded_batch(request, Some(wire_size), caller, tenants)
 }
 
-fn all_zero(bytes: &[u8]) -> bool {
-    bytes.iter().all(|b| *b == 0)
+/// Makes an OTLP/JSON request (hex ids, camelCase keys, enums as integers) into a batch with
+/// its tenant written into every resource.
+pub(crate) fn json_batch(
+    body: &[u8],
+    caller: &Caller,
+    tenants: &TenantResolver,
+) -> Result<TraceBatch, RequestError> {
+    let request: ExportTraceServiceRequest =
+        serde_json::from_slice(body).map_err(DecodeError::from)?;
+    decoded_batch(request, None, caller, tenants)
 }
 
-/// Hands a decoded request to the pipelines. Spans with invalid ids are rejected and
-/// reported as a partial success; the rest go on. `wire_size` is the protobuf size when
-/// known (for JSON it is measured here).
+/// A decoded request as a batch, tenants applied; `wire_size` is its protobuf size when
+/// known (for JSON it is measured).
+fn decoded_batch(
+    mut request: ExportTraceServiceRequest,
+    wire_size: Option<usize>,
+    caller: &Caller,
+    tenants: &TenantResolver,
+) -> Result<TraceBatch, RequestError> {
+    let added = tenants.apply(caller, &mut request.resource_spans)?;
+    Ok(match wire_size {
+        Some(size) => TraceBatch::new(request.resource_spans, size + added),
+        None => TraceBatch::measured(request.resource_spans),
+    })
+}
+
+/// Hands a request's batch to the pipelines. Spans with invalid ids are rejected and
+/// reported as a partial success; the rest go on.
 pub(crate) async fn deliver(
     consumer: &TraceConsumer,
     transport: Transport,
-    request: ExportTraceServiceRequest,
-    wire_size: Option<usize>,
+    mut batch: TraceBatch,
 ) -> Result<ExportTraceServiceResponse, Refusal> {
-    let mut batch = match wire_size {
-        Some(size) => TraceBatch::new(request.resource_spans, size),
-        None => TraceBatch::measured(request.resource_spans),
-    };
     let mut first_problem: Option<(&'static str, String)> = None;
-    let rejected = batch.retain_spans(|_, span| match span_problem(span) {
-        None => true,
-        Some(problem) => {
-            if first_problem.is_none() {
-                first_problem = Some((problem, span.name.clone()));
-            }
-            false
-        }
-    });
+    // A batch still in wire form was scanned and holds no span with invalid ids.
+    let rejected =
+        match batch.wire_parts() {
+            Some(_) => 0,
+            None => batch.retain_spans(|_, span| {
+                match span_ids_problem(&span.trace_id, &span.span_id) {
+                    None => true,
+                    Some(problem) => {
+                        if first_problem.is_none() {
+                            first_problem = Some((problem, span.name.clone()));
+                        }
+                        false
+                    }
+                }
+            }),
+        };
     if !batch.is_empty() {
         consumer.consume(transport, batch).await?;
     }

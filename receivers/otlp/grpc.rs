@@ -13,7 +13,7 @@ use tonic::codec::{Codec, CompressionEncoding, DecodeBuf, Decoder, EncodeBuf, En
 use tonic::server::{Grpc, NamedService};
 use tonic::{Code, Request, Response, Status, Streaming};
 
-use super::codec::{decode_protobuf, deliver, refusal_status};
+use super::codec::{RequestError, deliver, protobuf_batch, refusal_status};
 use super::tenant::{Caller, TenantError, TenantResolver};
 use crate::component::{
     ExportTraceServiceResponse, Refusal, RefusalReason, TraceConsumer, Transport,
@@ -127,25 +127,15 @@ impl TraceGrpcService {
             }
             Err(status) => return Err(self.framing_error(status)),
         };
-        let wire_size = body.len();
-        let mut request = match decode_protobuf(body) {
-            Ok(request) => request,
-            Err(error) => {
-                return Err(self.refuse(error.reason(), Code::InvalidArgument, error.to_string()));
+        let batch = protobuf_batch(body, caller, &self.tenants).map_err(|error| match error {
+            RequestError::Decode(error) => {
+                self.refuse(error.reason(), Code::InvalidArgument, error.to_string())
             }
-        };
-        let added = self
-            .tenants
-            .apply(caller, &mut request.resource_spans)
-            .map_err(|error| self.tenant_status(&error))?;
-        deliver(
-            &self.consumer,
-            Transport::Grpc,
-            request,
-            Some(wire_size + added),
-        )
-        .await
-        .map_err(|refusal| refusal_to_status(&refusal))
+            RequestError::Tenant(error) => self.tenant_status(&error),
+        })?;
+        deliver(&self.consumer, Transport::Grpc, batch)
+            .await
+            .map_err(|refusal| refusal_to_status(&refusal))
     }
 
     /// Counts a request refused before decoding and builds its status.

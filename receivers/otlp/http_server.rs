@@ -15,8 +15,8 @@ use http_body_util::{BodyExt, LengthLimitError, Limited};
 use prost::Message;
 
 use super::codec::{
-    DecodeError, RpcStatus, decode_json, decode_protobuf, deliver, gunzip_capped, refusal_status,
-    retry_after_secs,
+    DecodeError, RequestError, RpcStatus, deliver, gunzip_capped, json_batch, protobuf_batch,
+    refusal_status, retry_after_secs,
 };
 use super::tenant::{Caller, TenantError, TenantResolver};
 use crate::component::{
@@ -103,20 +103,15 @@ async fn export(
     if gzip {
         body = gunzip_capped(&body, limit).map_err(Failure::decode)?;
     }
-    let (decoded, wire_size) = match format {
-        Format::Protobuf => {
-            let size = body.len();
-            (decode_protobuf(body), Some(size))
-        }
-        Format::Json => (decode_json(&body), None),
+    let batch = match format {
+        Format::Protobuf => protobuf_batch(body, caller, &state.tenants),
+        Format::Json => json_batch(&body, caller, &state.tenants),
     };
-    let mut request = decoded.map_err(Failure::decode)?;
-    let added = state
-        .tenants
-        .apply(caller, &mut request.resource_spans)
-        .map_err(Failure::tenant)?;
-    let wire_size = wire_size.map(|size| size + added);
-    deliver(&state.consumer, Transport::Http, request, wire_size)
+    let batch = batch.map_err(|error| match error {
+        RequestError::Decode(error) => Failure::decode(error),
+        RequestError::Tenant(error) => Failure::tenant(error),
+    })?;
+    deliver(&state.consumer, Transport::Http, batch)
         .await
         .map_err(Failure::refused)
 }

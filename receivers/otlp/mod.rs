@@ -6,7 +6,6 @@ mod grpc;
 mod http_server;
 mod server;
 mod tenant;
-mod wire;
 
 #[cfg(test)]
 mod tests;

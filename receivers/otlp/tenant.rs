@@ -6,6 +6,7 @@ use super::config::{AuthConfig, TenantConfig};
 use crate::component::tenant::{
     TENANT_ATTRIBUTE, bearer_token, constant_time_eq, read_keys_file, validate_tenant_id,
 };
+use crate::component::wire::Scan;
 use crate::component::{AnyValue, ComponentError, KeyValue, ResourceSpans, any_value, names};
 
 /// Why a request's tenant cannot be accepted.
@@ -155,6 +156,51 @@ impl TenantResolver {
                 .increment(overridden);
         }
         Ok(added)
+    }
+}
+
+impl TenantResolver {
+    /// What `apply` would do to a request that is still in wire form: the tenant to add to
+    /// each resource that has no `tenant.id` (`None` where it has the right one already), or
+    /// `Ok(None)` when some resource holds a differing or repeated `tenant.id`, which only
+    /// the decoded request can have replaced.
+    pub(crate) fn plan<'s>(
+        &'s self,
+        caller: &'s Caller,
+        scan: &Scan<'_>,
+    ) -> Result<Option<Vec<Option<&'s str>>>, TenantError> {
+        let mut plan = Vec::with_capacity(scan.resources.len());
+        for found in &scan.resources {
+            let claim = found.tenant;
+            let claimed = match claim.first {
+                None => None,
+                Some(Some(claimed)) => Some(claimed),
+                Some(None) => {
+                    return Err(TenantError::InvalidTenant(format!(
+                        "resource attribute {TENANT_ATTRIBUTE} must be a string"
+                    )));
+                }
+            };
+            let tenant = match (caller, claimed) {
+                (Caller::Trusted(tenant), _) => tenant.as_str(),
+                (Caller::Anonymous, Some(claimed)) if self.from_resource => {
+                    validate_tenant_id(claimed).map_err(|m| {
+                        TenantError::InvalidTenant(format!(
+                            "resource attribute {TENANT_ATTRIBUTE}: {m}"
+                        ))
+                    })?;
+                    plan.push(None);
+                    continue;
+                }
+                (Caller::Anonymous, _) => self.default_tenant.as_str(),
+            };
+            match (claim.count, claimed) {
+                (0, _) => plan.push(Some(tenant)),
+                (1, Some(claimed)) if claimed == tenant => plan.push(None),
+                _ => return Ok(None),
+            }
+        }
+        Ok(Some(plan))
     }
 }
 

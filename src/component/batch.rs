@@ -1,10 +1,21 @@
 //! `TraceBatch`: the unit that moves through a pipeline, by value.
 
-use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans};
+use std::sync::OnceLock;
+
+use bytes::{Bytes, BytesMut};
+use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
 
 use super::ack::Ack;
+use super::wire::decode_request_into;
 
 /// A batch of OpenTelemetry spans, grouped as they arrived (resource → scope → spans).
+///
+/// A batch holds its spans decoded (opentelemetry-proto's structs), in their protobuf wire
+/// form, or both. A batch made by a receiver from a request it validated keeps the request's
+/// bytes and decodes them only when something asks for the structs: the `batch` processor
+/// joins wire forms, the `otlp` exporter sends them, the trace store logs them, and on a
+/// path that only forwards or drops spans no struct is ever built. Changing the spans
+/// ([`TraceBatch::resource_spans_mut`]) drops the wire form.
 ///
 /// `size_hint` approximates the batch's protobuf size in bytes; it bounds queues and is
 /// kept up to date by the batch operations here without re-encoding.
@@ -14,15 +25,37 @@ use super::ack::Ack;
 /// until every holder has released them (see `component::ack`).
 #[derive(Debug, Clone, Default)]
 pub struct TraceBatch {
-    pub resource_spans: Vec<ResourceSpans>,
+    /// The decoded spans; filled on first use when the batch came as wire bytes.
+    decoded: OnceLock<Vec<ResourceSpans>>,
+    /// The spans as `ExportTraceServiceRequest` bytes, when nothing has changed them since.
+    wire: Option<Wire>,
     size_hint: usize,
     acks: Vec<Ack>,
+}
+
+/// Validated `ExportTraceServiceRequest` encodings; their concatenation is one too
+/// (a request is a repeated field, and protobuf concatenation appends to it).
+#[derive(Debug, Clone, Default)]
+struct Wire {
+    parts: Vec<Bytes>,
+    spans: usize,
+}
+
+impl Wire {
+    fn decode(&self) -> Vec<ResourceSpans> {
+        let mut out = Vec::new();
+        for part in &self.parts {
+            decode_request_into(part, &mut out)
+                .expect("wire bytes in a batch should have been validated by scan_request");
+        }
+        out
+    }
 }
 
 impl PartialEq for TraceBatch {
     /// Batches are equal when they hold the same spans; acknowledgement handles do not count.
     fn eq(&self, other: &Self) -> bool {
-        self.resource_spans == other.resource_spans
+        self.resource_spans() == other.resource_spans()
     }
 }
 
@@ -30,8 +63,26 @@ impl TraceBatch {
     /// Wraps decoded resource spans whose encoded size is `size_hint` bytes.
     pub fn new(resource_spans: Vec<ResourceSpans>, size_hint: usize) -> Self {
         Self {
-            resource_spans,
+            decoded: OnceLock::from(resource_spans),
+            wire: None,
             size_hint,
+            acks: Vec::new(),
+        }
+    }
+
+    /// Wraps an `ExportTraceServiceRequest` encoding holding `spans` spans, without decoding it.
+    ///
+    /// The bytes must be accepted by `wire::scan_request` (which counts the spans): they
+    /// are decoded later, when something asks for the structs, and that cannot fail then.
+    pub(crate) fn from_validated_request(bytes: Bytes, spans: usize) -> Self {
+        debug_assert!(super::wire::scan_request(&bytes).is_ok_and(|s| s.spans == spans));
+        Self {
+            decoded: OnceLock::new(),
+            size_hint: bytes.len(),
+            wire: Some(Wire {
+                parts: vec![bytes],
+                spans,
+            }),
             acks: Vec::new(),
         }
     }
@@ -58,10 +109,63 @@ impl TraceBatch {
         Self::new(resource_spans, size_hint)
     }
 
+    /// The spans, decoded on first use if the batch holds only their wire form.
+    pub fn resource_spans(&self) -> &[ResourceSpans] {
+        self.decoded
+            .get_or_init(|| self.wire.as_ref().map(Wire::decode).unwrap_or_default())
+    }
+
+    /// The spans, to change: the wire form no longer matches, so it is dropped.
+    pub fn resource_spans_mut(&mut self) -> &mut Vec<ResourceSpans> {
+        self.resource_spans();
+        self.wire = None;
+        self.decoded
+            .get_mut()
+            .expect("resource_spans() should have filled the decoded spans")
+    }
+
+    /// Takes the spans out of the batch (its acknowledgements are released with it).
+    pub fn into_resource_spans(mut self) -> Vec<ResourceSpans> {
+        self.resource_spans();
+        self.decoded.take().unwrap_or_default()
+    }
+
+    /// The batch as `ExportTraceServiceRequest` encodings whose concatenation holds its
+    /// spans, if the batch still has its wire form.
+    pub fn wire_parts(&self) -> Option<&[Bytes]> {
+        self.wire.as_ref().map(|wire| wire.parts.as_slice())
+    }
+
+    /// The batch as one `ExportTraceServiceRequest` encoding: its wire form joined (no copy
+    /// when it is one piece), or its spans encoded.
+    pub fn encode_request(&self) -> Bytes {
+        match self.wire_parts() {
+            Some([only]) => only.clone(),
+            Some(parts) => {
+                let mut buf = BytesMut::with_capacity(parts.iter().map(Bytes::len).sum());
+                for part in parts {
+                    buf.extend_from_slice(part);
+                }
+                buf.freeze()
+            }
+            None => {
+                let spans = self.resource_spans();
+                let mut buf = BytesMut::with_capacity(encoded_len(spans));
+                for rs in spans {
+                    prost::encoding::message::encode(1, rs, &mut buf);
+                }
+                buf.freeze()
+            }
+        }
+    }
+
     /// The number of spans in the batch.
     pub fn span_count(&self) -> usize {
+        if let Some(wire) = &self.wire {
+            return wire.spans;
+        }
         let mut count = 0;
-        for rs in &self.resource_spans {
+        for rs in self.resource_spans() {
             for ss in &rs.scope_spans {
                 count += ss.spans.len();
             }
@@ -76,18 +180,43 @@ impl TraceBatch {
 
     /// Re-measures the encoded size after a processor changed the spans.
     pub fn remeasure(&mut self) {
-        self.size_hint = encoded_len(&self.resource_spans);
+        self.size_hint = match &self.wire {
+            Some(wire) => wire.parts.iter().map(Bytes::len).sum(),
+            None => encoded_len(self.resource_spans()),
+        };
     }
 
     pub fn is_empty(&self) -> bool {
         self.span_count() == 0
     }
 
-    /// Moves every span of `other` into this batch.
+    /// Moves every span of `other` into this batch. Two batches in wire form are joined
+    /// without decoding either.
     pub fn append(&mut self, mut other: TraceBatch) {
         self.size_hint += other.size_hint;
-        self.resource_spans.append(&mut other.resource_spans);
         self.acks.append(&mut other.acks);
+        if self.wire.is_none() && self.decoded.get().is_none_or(Vec::is_empty) {
+            // Nothing here yet: take the other batch's form as it is.
+            self.decoded = std::mem::take(&mut other.decoded);
+            self.wire = other.wire.take();
+            return;
+        }
+        match (&mut self.wire, other.wire.take()) {
+            (Some(mine), Some(theirs)) => {
+                mine.parts.extend(theirs.parts);
+                mine.spans += theirs.spans;
+                // Keep the decoded spans only where both sides have them already.
+                match (self.decoded.get_mut(), other.decoded.take()) {
+                    (Some(decoded), Some(mut more)) => decoded.append(&mut more),
+                    _ => self.decoded = OnceLock::new(),
+                }
+            }
+            (_, theirs) => {
+                other.wire = theirs;
+                let mut more = other.into_resource_spans();
+                self.resource_spans_mut().append(&mut more);
+            }
+        }
     }
 
     /// Splits off the first `max_spans` spans into a new batch, keeping the rest here.
@@ -97,10 +226,11 @@ impl TraceBatch {
         if max_spans >= total {
             return std::mem::take(self);
         }
+        let resource_spans = self.resource_spans_mut();
         let mut front = Vec::new();
         let mut remaining = max_spans;
         let mut taken_rs = 0;
-        for rs in self.resource_spans.iter_mut() {
+        for rs in resource_spans.iter_mut() {
             if remaining == 0 {
                 break;
             }
@@ -113,7 +243,7 @@ impl TraceBatch {
             front.push(split_resource(rs, remaining));
             remaining = 0;
         }
-        let mut whole: Vec<ResourceSpans> = self.resource_spans.drain(..taken_rs).collect();
+        let mut whole: Vec<ResourceSpans> = resource_spans.drain(..taken_rs).collect();
         whole.append(&mut front);
         let front_hint = self.size_hint * max_spans / total.max(1);
         self.size_hint -= front_hint;
@@ -124,12 +254,10 @@ impl TraceBatch {
 
     /// Removes spans for which `keep` returns false; returns how many were removed.
     /// Empty scopes and resources are removed too.
-    pub fn retain_spans(
-        &mut self,
-        mut keep: impl FnMut(&ResourceSpans, &opentelemetry_proto::tonic::trace::v1::Span) -> bool,
-    ) -> usize {
+    pub fn retain_spans(&mut self, mut keep: impl FnMut(&ResourceSpans, &Span) -> bool) -> usize {
         let before = self.span_count();
-        for rs in self.resource_spans.iter_mut() {
+        let resource_spans = self.resource_spans_mut();
+        for rs in resource_spans.iter_mut() {
             let mut scopes = std::mem::take(&mut rs.scope_spans);
             for ss in scopes.iter_mut() {
                 ss.spans.retain(|span| keep(rs, span));
@@ -137,7 +265,7 @@ impl TraceBatch {
             scopes.retain(|ss| !ss.spans.is_empty());
             rs.scope_spans = scopes;
         }
-        self.resource_spans.retain(|rs| !rs.scope_spans.is_empty());
+        resource_spans.retain(|rs| !rs.scope_spans.is_empty());
         let removed = before - self.span_count();
         if removed > 0 && before > 0 {
             self.size_hint -= self.size_hint * removed / before;
@@ -181,3 +309,6 @@ fn split_resource(rs: &mut ResourceSpans, mut n: usize) -> ResourceSpans {
 pub fn encoded_len(resource_spans: &[ResourceSpans]) -> usize {
     prost::encoding::message::encoded_len_repeated(1, resource_spans)
 }
+
+#[cfg(test)]
+mod tests;

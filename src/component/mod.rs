@@ -6,6 +6,7 @@ pub mod consumer;
 pub mod error;
 pub mod tenant;
 pub mod validate;
+pub(crate) mod wire;
 
 use std::fmt::Debug;
 use std::sync::Arc;
@@ -102,7 +103,7 @@ pub struct Emitter {
 
 impl Emitter {
     pub fn emit(&mut self, batch: TraceBatch) {
-        if !batch.resource_spans.is_empty() {
+        if !batch.is_empty() {
             self.batches.push(batch);
         }
     }

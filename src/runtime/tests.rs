@@ -57,7 +57,7 @@ impl Exporter for Sink {
             return Err(ExportError::retryable("peer unavailable"));
         }
         let mut spans = self.spans.lock();
-        for rs in &batch.resource_spans {
+        for rs in batch.resource_spans() {
             for ss in &rs.scope_spans {
                 spans.extend(ss.spans.iter().map(|s| s.start_time_unix_nano));
             }

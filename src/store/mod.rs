@@ -75,7 +75,7 @@ impl SpanPredicate {
 #[async_trait::async_trait]
 pub trait WriteAheadLog: Send + Sync {
     /// Durably records a batch; returns its sequence number (strictly increasing, from 1).
-    async fn append(&self, batch: &[ResourceSpans]) -> Result<u64, StoreError>;
+    async fn append(&self, batch: &crate::component::TraceBatch) -> Result<u64, StoreError>;
     /// Every entry with a sequence number up to `seq` is in a committed block.
     async fn committed_through(&self, seq: u64) -> Result<(), StoreError>;
     /// The entries not yet committed, oldest first, to rebuild blocks after a restart.

@@ -46,7 +46,7 @@ use std::time::{Duration, Instant};
 
 use metrics::{Counter, Gauge, counter, gauge};
 
-use crate::component::{ResourceSpans, TraceBatch};
+use crate::component::TraceBatch;
 use crate::telemetry::metrics as names;
 
 pub use record::Damage;
@@ -272,12 +272,7 @@ impl Wal {
     /// Writes `batch` as the next record and, by the fsync policy, syncs it; when this
     /// returns Ok the batch survives a killed process (and, with `Always`, a power loss).
     pub fn append(&mut self, batch: &TraceBatch) -> Result<Seq, WalError> {
-        self.append_spans(&batch.resource_spans)
-    }
-
-    /// `append` for spans the caller holds outside a `TraceBatch`.
-    pub fn append_spans(&mut self, spans: &[ResourceSpans]) -> Result<Seq, WalError> {
-        let payload_len = record::payload_len(spans);
+        let payload_len = record::payload_len(batch);
         let len = (record::HEADER_LEN + payload_len) as u64;
         let max = self.options.max_bytes;
         if len > max || payload_len > u32::MAX as usize {
@@ -291,7 +286,7 @@ impl Wal {
         }
         let seq = self.next_seq;
         let mut buf = std::mem::take(&mut self.scratch);
-        record::encode_into(&mut buf, seq, spans, payload_len);
+        record::encode_into(&mut buf, seq, batch, payload_len);
         let written = self
             .prepare_segment(len)
             .and_then(|()| self.write(&buf, seq));

@@ -2,7 +2,6 @@
 
 use bytes::BufMut;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
-use opentelemetry_proto::tonic::trace::v1::ResourceSpans;
 use prost::Message;
 
 use crate::component::TraceBatch;
@@ -57,10 +56,11 @@ impl std::fmt::Display for Damage {
 }
 
 /// Encodes a batch as one record: the payload is the `ExportTraceServiceRequest` wire form,
-/// written field by field so the batch's spans are not cloned. `payload_len` is the batch's
-/// `payload_len`, at most `u32::MAX`.
+/// the batch's own bytes when it still has them (a batch straight from a receiver), else
+/// written field by field so the batch's spans are not cloned. `payload_len` is the
+/// batch's `payload_len`, at most `u32::MAX`.
 /// The caller reuses `buf` between records; it is cleared first.
-pub fn encode_into(buf: &mut Vec<u8>, seq: u64, spans: &[ResourceSpans], payload_len: usize) {
+pub fn encode_into(buf: &mut Vec<u8>, seq: u64, batch: &TraceBatch, payload_len: usize) {
     buf.clear();
     buf.reserve(HEADER_LEN + payload_len);
     buf.put_slice(&MAGIC);
@@ -69,8 +69,17 @@ pub fn encode_into(buf: &mut Vec<u8>, seq: u64, spans: &[ResourceSpans], payload
     buf.put_u64_le(seq);
     buf.put_u32_le(u32::try_from(payload_len).unwrap_or(u32::MAX));
     buf.put_u32_le(0);
-    for rs in spans {
-        prost::encoding::message::encode(1, rs, buf);
+    match batch.wire_parts() {
+        Some(parts) => {
+            for part in parts {
+                buf.put_slice(part);
+            }
+        }
+        None => {
+            for rs in batch.resource_spans() {
+                prost::encoding::message::encode(1, rs, buf);
+            }
+        }
     }
     let crc = checksum(&buf[..CRC_OFFSET], &buf[HEADER_LEN..]);
     buf[CRC_OFFSET..HEADER_LEN].copy_from_slice(&crc.to_le_bytes());
@@ -79,12 +88,15 @@ pub fn encode_into(buf: &mut Vec<u8>, seq: u64, spans: &[ResourceSpans], payload
 /// The encoded size of a batch's record, computed without encoding it.
 #[cfg(test)]
 pub fn record_len(batch: &TraceBatch) -> u64 {
-    (HEADER_LEN + payload_len(&batch.resource_spans)) as u64
+    (HEADER_LEN + payload_len(batch)) as u64
 }
 
 /// The payload size of a batch's record.
-pub fn payload_len(spans: &[ResourceSpans]) -> usize {
-    crate::component::batch::encoded_len(spans)
+pub fn payload_len(batch: &TraceBatch) -> usize {
+    match batch.wire_parts() {
+        Some(parts) => parts.iter().map(|part| part.len()).sum(),
+        None => crate::component::batch::encoded_len(batch.resource_spans()),
+    }
 }
 
 fn checksum(header: &[u8], payload: &[u8]) -> u32 {

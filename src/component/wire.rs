@@ -43,6 +43,14 @@ type Result<T> = std::result::Result<T, WireError>;
 
 /// Decodes a whole request.
 pub(crate) fn decode_request(buf: &[u8]) -> Result<ExportTraceServiceRequest> {
+    let mut request = ExportTraceServiceRequest::default();
+    decode_request_into(buf, &mut request.resource_spans)?;
+    Ok(request)
+}
+
+/// Decodes a whole request, appending its resource spans to `out` (on an error, what was
+/// decoded before it stays there).
+pub(crate) fn decode_request_into(buf: &[u8], out: &mut Vec<ResourceSpans>) -> Result<()> {
     let mut c = Cursor {
         buf,
         pos: 0,
@@ -50,20 +58,87 @@ pub(crate) fn decode_request(buf: &[u8]) -> Result<ExportTraceServiceRequest> {
         message: "ExportTraceServiceRequest",
     };
     let [count] = c.counts([1]);
-    let mut request = ExportTraceServiceRequest {
-        resource_spans: Vec::with_capacity(count),
-    };
+    out.reserve(count);
     while let Some((field, wire)) = c.key()? {
         match field {
             1 => {
                 let mut value = ResourceSpans::default();
                 c.nested(wire, "resource_spans", 1, &mut value, resource_spans)?;
-                request.resource_spans.push(value);
+                out.push(value);
             }
             _ => c.skip(field, wire, 1)?,
         }
     }
-    Ok(request)
+    Ok(())
+}
+
+/// Why a span's ids make it unacceptable, if they do: every span needs a 16-byte trace id
+/// and an 8-byte span id, neither all zero (the OTLP specification's invalid ids).
+pub(crate) fn span_ids_problem(trace_id: &[u8], span_id: &[u8]) -> Option<&'static str> {
+    if trace_id.len() != 16 || all_zero(trace_id) {
+        return Some("trace_id must be 16 bytes and not all zero");
+    }
+    if span_id.len() != 8 || all_zero(span_id) {
+        return Some("span_id must be 8 bytes and not all zero");
+    }
+    None
+}
+
+fn all_zero(bytes: &[u8]) -> bool {
+    bytes.iter().all(|b| *b == 0)
+}
+
+/// `buf`, a request `scan` accepted, with a string attribute `key` appended to the resource
+/// of each `ResourceSpans` whose entry in `values` is `Some` (protobuf merges a repeated
+/// `resource` field, so the attribute is a few bytes at the end of the entry; nothing
+/// else is decoded or re-encoded).
+pub(crate) fn append_resource_attribute(
+    buf: &[u8],
+    scan: &Scan<'_>,
+    key: &str,
+    values: &[Option<&str>],
+) -> Vec<u8> {
+    use prost::encoding::encode_varint;
+    const TAG_1_LEN: u8 = 0x0a;
+    const TAG_2_LEN: u8 = 0x12;
+    fn field_len(len: usize) -> usize {
+        1 + prost::encoding::encoded_len_varint(len as u64) + len
+    }
+    let extra: usize = values
+        .iter()
+        .flatten()
+        .map(|v| 32 + key.len() + v.len())
+        .sum();
+    let mut out = Vec::with_capacity(buf.len() + extra);
+    let mut copied = 0;
+    for (found, value) in scan.resources.iter().zip(values) {
+        let Some(value) = value else { continue };
+        let any_value = field_len(value.len());
+        let key_value = field_len(key.len()) + field_len(any_value);
+        let resource = field_len(key_value);
+        let body = &buf[found.body.clone()];
+        out.extend_from_slice(&buf[copied..found.field_start]);
+        // ExportTraceServiceRequest.resource_spans, its body, then one more
+        // ResourceSpans.resource holding Resource.attributes = [KeyValue].
+        out.push(TAG_1_LEN);
+        encode_varint((body.len() + field_len(resource)) as u64, &mut out);
+        out.extend_from_slice(body);
+        out.push(TAG_1_LEN);
+        encode_varint(resource as u64, &mut out);
+        out.push(TAG_1_LEN);
+        encode_varint(key_value as u64, &mut out);
+        out.push(TAG_1_LEN);
+        encode_varint(key.len() as u64, &mut out);
+        out.extend_from_slice(key.as_bytes());
+        out.push(TAG_2_LEN);
+        encode_varint(any_value as u64, &mut out);
+        out.push(TAG_1_LEN);
+        encode_varint(value.len() as u64, &mut out);
+        out.extend_from_slice(value.as_bytes());
+        copied = found.body.end;
+    }
+    out.extend_from_slice(&buf[copied..]);
+    out
 }
 
 /// Protobuf wire types.
@@ -170,21 +245,24 @@ impl<'a> Cursor<'a> {
 
     #[inline]
     fn string(&mut self, wire: u8, field: &'static str) -> Result<String> {
+        Ok(self.text(wire, field)?.to_owned())
+    }
+
+    /// A string field, checked to be UTF-8 but not copied.
+    #[inline]
+    fn text(&mut self, wire: u8, field: &'static str) -> Result<&'a str> {
         let start = self.pos;
         let bytes = self.bytes(wire, field)?;
         if bytes.is_ascii() {
             // SAFETY: ASCII is valid UTF-8. Nearly every key and value is ASCII, and this
             // word-at-a-time check inlines where `str::from_utf8` is a call per string
             // (a tenth of the decode).
-            return Ok(unsafe { std::str::from_utf8_unchecked(bytes) }.to_owned());
+            return Ok(unsafe { std::str::from_utf8_unchecked(bytes) });
         }
-        match std::str::from_utf8(bytes) {
-            Ok(text) => Ok(text.to_owned()),
-            Err(_) => {
-                self.pos = start;
-                Err(self.error("invalid UTF-8", field))
-            }
-        }
+        std::str::from_utf8(bytes).map_err(|_| {
+            self.pos = start;
+            self.error("invalid UTF-8", field)
+        })
     }
 
     #[inline]
@@ -578,6 +656,10 @@ fn key_value_list(c: &mut Cursor<'_>, depth: u32, out: &mut KeyValueList) -> Res
     }
     Ok(())
 }
+
+mod scan;
+
+pub(crate) use scan::{Scan, scan_request};
 
 #[cfg(test)]
 mod tests;

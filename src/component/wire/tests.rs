@@ -5,7 +5,9 @@ use prost::Message;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
-use super::decode_request;
+use super::scan::TenantClaim;
+use super::{append_resource_attribute, decode_request, scan_request, span_ids_problem};
+use crate::component::tenant::TENANT_ATTRIBUTE;
 use crate::store::testdata;
 
 const START: u64 = 1_764_000_000_000_000_000;
@@ -35,6 +37,54 @@ fn request() -> ExportTraceServiceRequest {
     resource_spans.push(exotic);
     resource_spans.push(ResourceSpans::default());
     ExportTraceServiceRequest { resource_spans }
+}
+
+/// The scan refuses exactly what the decoder refuses, with the same error, and reports
+/// what the decoded request holds.
+fn assert_scan_agrees(bytes: &[u8], round: usize) {
+    let scan = scan_request(bytes);
+    let request = match decode_request(bytes) {
+        Ok(request) => request,
+        Err(error) => {
+            assert_eq!(scan.err(), Some(error), "round {round}");
+            return;
+        }
+    };
+    let scan = scan.unwrap_or_else(|e| panic!("round {round}: decoded, but the scan says {e}"));
+    let spans: Vec<_> = request
+        .resource_spans
+        .iter()
+        .flat_map(|rs| rs.scope_spans.iter().flat_map(|ss| &ss.spans))
+        .collect();
+    assert_eq!(scan.spans, spans.len(), "round {round}");
+    let invalid = spans
+        .iter()
+        .filter(|s| span_ids_problem(&s.trace_id, &s.span_id).is_some())
+        .count();
+    assert_eq!(scan.invalid_spans, invalid, "round {round}");
+    assert_eq!(scan.resources.len(), request.resource_spans.len());
+    for (found, rs) in scan.resources.iter().zip(&request.resource_spans) {
+        assert_eq!(found.tenant, claim_of(rs), "round {round}");
+        // Each entry's body is the encoding of exactly that resource's spans.
+        let body = ResourceSpans::decode(&bytes[found.body.clone()]).expect("body");
+        assert_eq!(&body, rs, "round {round}");
+    }
+}
+
+/// The `tenant.id` claim a decoded resource makes.
+fn claim_of(rs: &ResourceSpans) -> TenantClaim<'_> {
+    let attributes = rs.resource.iter().flat_map(|r| &r.attributes);
+    let mut claims = attributes.filter(|kv| kv.key == TENANT_ATTRIBUTE);
+    let first = claims.next();
+    TenantClaim {
+        count: usize::from(first.is_some()) + claims.count(),
+        first: first.map(
+            |kv| match kv.value.as_ref().and_then(|v| v.value.as_ref()) {
+                Some(any_value::Value::StringValue(text)) => Some(text.as_str()),
+                _ => None,
+            },
+        ),
+    }
 }
 
 fn prost_decode(bytes: &[u8]) -> Option<Vec<u8>> {
@@ -101,6 +151,7 @@ fn mutated_bytes_are_refused_or_decoded_exactly_as_prost_does() {
                 break;
             }
         }
+        assert_scan_agrees(&bytes, round);
         let ours = decode_request(&bytes).map(|r| r.encode_to_vec());
         match (ours, prost_decode(&bytes)) {
             (Ok(ours), Some(theirs)) => {
@@ -134,6 +185,7 @@ fn invalid_utf8_is_refused_naming_the_field_and_offset() {
         .expect("name");
     bytes[at + 3] = 0xff;
     assert!(prost_decode(&bytes).is_none());
+    assert_scan_agrees(&bytes, 0);
     let error = decode_request(&bytes).expect_err("invalid");
     assert_eq!(
         error.to_string(),
@@ -159,6 +211,7 @@ fn values_nested_past_the_limit_are_refused_without_exhausting_the_stack() {
         .push(testdata::kv("deep", value.value.expect("array")));
     let bytes = request.encode_to_vec();
     assert!(prost_decode(&bytes).is_none());
+    assert_scan_agrees(&bytes, 0);
     let error = decode_request(&bytes).expect_err("too deep");
     assert!(
         error
@@ -184,6 +237,7 @@ fn random_bytes_are_refused_or_decoded_exactly_as_prost_does() {
                 }
             })
             .collect();
+        assert_scan_agrees(&bytes, round);
         let ours = decode_request(&bytes).map(|r| r.encode_to_vec());
         assert_eq!(
             ours.ok(),
@@ -191,4 +245,67 @@ fn random_bytes_are_refused_or_decoded_exactly_as_prost_does() {
             "round {round}: {bytes:02x?}"
         );
     }
+}
+
+#[test]
+fn the_scan_reports_spans_invalid_ids_and_tenant_claims() {
+    let mut request = request();
+    let spans: usize = request
+        .resource_spans
+        .iter()
+        .flat_map(|rs| &rs.scope_spans)
+        .map(|ss| ss.spans.len())
+        .sum();
+    request.resource_spans[0].scope_spans[0].spans[0].span_id = vec![0; 8];
+    request.resource_spans[1].scope_spans[0].spans[1].trace_id = vec![1; 15];
+    let attributes = &mut request.resource_spans[1]
+        .resource
+        .as_mut()
+        .expect("resource")
+        .attributes;
+    attributes.push(testdata::kv(
+        TENANT_ATTRIBUTE,
+        any_value::Value::IntValue(7),
+    ));
+    let bytes = request.encode_to_vec();
+    let scan = scan_request(&bytes).expect("valid");
+    assert_eq!(scan.spans, spans);
+    assert_eq!(scan.invalid_spans, 2);
+    let claims: Vec<_> = scan.resources.iter().map(|r| r.tenant).collect();
+    let acme = TenantClaim {
+        count: 1,
+        first: Some(Some("acme")),
+    };
+    assert_eq!(claims[0], acme);
+    // The string claim comes first; the second one (not a string) is counted.
+    assert_eq!(claims[1], TenantClaim { count: 2, ..acme });
+    assert_eq!(claims.last(), Some(&TenantClaim::default()));
+    assert_scan_agrees(&bytes, 0);
+}
+
+#[test]
+fn an_appended_resource_attribute_decodes_as_one_more_attribute() {
+    let mut request = request();
+    let bytes = request.encode_to_vec();
+    let scan = scan_request(&bytes).expect("valid");
+    let last = scan.resources.len() - 1;
+    // Every other resource, and the last one, which has no `resource` field at all.
+    let values: Vec<Option<&str>> = (0..scan.resources.len())
+        .map(|i| (i % 2 == 1 || i == last).then_some("tenant-ü"))
+        .collect();
+    let rewritten = append_resource_attribute(&bytes, &scan, TENANT_ATTRIBUTE, &values);
+    for (rs, value) in request.resource_spans.iter_mut().zip(&values) {
+        if let Some(value) = value {
+            let resource = rs.resource.get_or_insert_default();
+            resource
+                .attributes
+                .push(testdata::s(TENANT_ATTRIBUTE, value));
+        }
+    }
+    assert_eq!(decode_request(&rewritten).expect("valid"), request);
+    assert_eq!(
+        prost_decode(&rewritten).expect("prost"),
+        request.encode_to_vec()
+    );
+    assert_scan_agrees(&rewritten, 0);
 }
