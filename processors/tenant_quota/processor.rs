@@ -114,6 +114,14 @@ impl TenantQuota {
 
     /// Applies the per-span limits to every span, counting per tenant.
     fn limit_spans(&mut self, batch: &mut TraceBatch) {
+        // Changing spans drops a batch's wire form; keep it where no limit applies.
+        let limited = batch
+            .resource_spans()
+            .iter()
+            .any(|rs| limits_for(&self.overrides, &self.defaults, tenant_name(rs)).limits_spans());
+        if !limited {
+            return;
+        }
         let mut cut_by_tenant: Vec<(String, Truncations)> = Vec::new();
         for rs in batch.resource_spans_mut() {
             let tenant = tenant_name(rs).to_string();
