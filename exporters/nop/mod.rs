@@ -37,4 +37,8 @@ impl Exporter for NopExporter {
     async fn export(&mut self, _batch: &TraceBatch) -> Result<(), ExportError> {
         Ok(())
     }
+
+    fn reads_spans(&self) -> bool {
+        false
+    }
 }

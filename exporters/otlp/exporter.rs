@@ -86,6 +86,12 @@ impl OtlpExporter {
 
 #[async_trait]
 impl Exporter for OtlpExporter {
+    /// Batches go out as they are encoded (the bytes they arrived in, when they still
+    /// have them).
+    fn reads_spans(&self) -> bool {
+        false
+    }
+
     async fn start(&mut self) -> Result<(), ComponentError> {
         self.client();
         Ok(())

@@ -143,6 +143,11 @@ impl BatchProcessor {
 
 #[async_trait]
 impl Processor for BatchProcessor {
+    /// Batches are joined and split whole (as bytes while they have their wire form).
+    fn reads_spans(&self) -> bool {
+        false
+    }
+
     async fn process(
         &mut self,
         batch: TraceBatch,

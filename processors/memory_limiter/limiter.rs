@@ -133,6 +133,10 @@ impl MemoryLimiter {
 
 #[async_trait]
 impl Processor for MemoryLimiter {
+    fn reads_spans(&self) -> bool {
+        false
+    }
+
     async fn start(&mut self) -> Result<(), ComponentError> {
         let Some(checker) = self.checker.take() else {
             return Ok(()); // already started

@@ -14,7 +14,7 @@ use crate::component::wire::{
 };
 use crate::component::{
     ExportTracePartialSuccess, ExportTraceServiceRequest, ExportTraceServiceResponse, Refusal,
-    TraceBatch, TraceConsumer, Transport,
+    ResourceSpans, TraceBatch, TraceConsumer, Transport,
 };
 
 /// Why a request body could not be turned into spans.
@@ -77,15 +77,30 @@ pub(crate) enum RequestError {
 
 /// Makes a protobuf request into a batch with its tenant written into every resource.
 ///
-/// The request is scanned, not decoded: a well-formed request whose spans all have valid ids
-/// becomes a batch of its own bytes (with `tenant.id` appended to the resources that lack
-/// it), and its spans are decoded only if a processor or exporter asks for them. A request
-/// with invalid span ids, or with a `tenant.id` to replace, is decoded and changed as structs.
+/// Where a pipeline reads spans (`reads_spans`), the request is decoded here, on the
+/// receiver's task; the batch keeps the request's bytes too if nothing in it had to change.
+/// Where nothing reads them, the request is scanned, not decoded: a well-formed request
+/// whose spans all have valid ids becomes a batch of its own bytes (with `tenant.id`
+/// appended to the resources that lack it). Either way, a request with invalid span ids or
+/// a `tenant.id` to replace ends up decoded and changed as structs.
 pub(crate) fn protobuf_batch(
     body: Bytes,
     caller: &Caller,
     tenants: &TenantResolver,
+    reads_spans: bool,
 ) -> Result<TraceBatch, RequestError> {
+    if reads_spans {
+        let mut request = decode_request(&body).map_err(DecodeError::from)?;
+        let applied = tenants.apply(caller, &mut request.resource_spans)?;
+        if !applied.changed && ids_valid(&request.resource_spans) {
+            return Ok(TraceBatch::from_decoded_request(
+                body,
+                request.resource_spans,
+            ));
+        }
+        let size = body.len() + applied.added;
+        return Ok(TraceBatch::new(request.resource_spans, size));
+    }
     let scan = scan_request(&body).map_err(DecodeError::from)?;
     if scan.invalid_spans == 0
         && let Some(plan) = tenants.plan(caller, &scan)?
@@ -103,6 +118,15 @@ pub(crate) fn protobuf_batch(
     let wire_size = body.len();
     let request = decode_request(&body).map_err(DecodeError::from)?;
     decoded_batch(request, Some(wire_size), caller, tenants)
+}
+
+/// Whether every span has valid ids (see `span_ids_problem`).
+fn ids_valid(resource_spans: &[ResourceSpans]) -> bool {
+    let mut spans = resource_spans
+        .iter()
+        .flat_map(|rs| &rs.scope_spans)
+        .flat_map(|ss| &ss.spans);
+    spans.all(|span| span_ids_problem(&span.trace_id, &span.span_id).is_none())
 }
 
 /// Makes an OTLP/JSON request (hex ids, camelCase keys, enums as integers) into a batch with
@@ -125,7 +149,7 @@ fn decoded_batch(
     caller: &Caller,
     tenants: &TenantResolver,
 ) -> Result<TraceBatch, RequestError> {
-    let added = tenants.apply(caller, &mut request.resource_spans)?;
+    let added = tenants.apply(caller, &mut request.resource_spans)?.added;
     Ok(match wire_size {
         Some(size) => TraceBatch::new(request.resource_spans, size + added),
         None => TraceBatch::measured(request.resource_spans),
@@ -140,7 +164,7 @@ pub(crate) async fn deliver(
     mut batch: TraceBatch,
 ) -> Result<ExportTraceServiceResponse, Refusal> {
     let mut first_problem: Option<(&'static str, String)> = None;
-    // A batch still in wire form was scanned and holds no span with invalid ids.
+    // A batch with its wire form was checked and holds no span with invalid ids.
     let rejected =
         match batch.wire_parts() {
             Some(_) => 0,

@@ -127,12 +127,16 @@ impl TraceGrpcService {
             }
             Err(status) => return Err(self.framing_error(status)),
         };
-        let batch = protobuf_batch(body, caller, &self.tenants).map_err(|error| match error {
-            RequestError::Decode(error) => {
-                self.refuse(error.reason(), Code::InvalidArgument, error.to_string())
-            }
-            RequestError::Tenant(error) => self.tenant_status(&error),
-        })?;
+        let reads_spans = self.consumer.reads_spans();
+        let batch =
+            protobuf_batch(body, caller, &self.tenants, reads_spans).map_err(
+                |error| match error {
+                    RequestError::Decode(error) => {
+                        self.refuse(error.reason(), Code::InvalidArgument, error.to_string())
+                    }
+                    RequestError::Tenant(error) => self.tenant_status(&error),
+                },
+            )?;
         deliver(&self.consumer, Transport::Grpc, batch)
             .await
             .map_err(|refusal| refusal_to_status(&refusal))

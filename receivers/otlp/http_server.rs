@@ -104,7 +104,9 @@ async fn export(
         body = gunzip_capped(&body, limit).map_err(Failure::decode)?;
     }
     let batch = match format {
-        Format::Protobuf => protobuf_batch(body, caller, &state.tenants),
+        Format::Protobuf => {
+            protobuf_batch(body, caller, &state.tenants, state.consumer.reads_spans())
+        }
         Format::Json => json_batch(&body, caller, &state.tenants),
     };
     let batch = batch.map_err(|error| match error {

@@ -119,15 +119,14 @@ impl TenantResolver {
         found
     }
 
-    /// Writes the resolved tenant into every resource as `tenant.id`; returns about how many
-    /// bytes that added to the encoded request. A trusted tenant replaces a differing
-    /// client-supplied one, and the attempt is counted.
+    /// Writes the resolved tenant into every resource as `tenant.id`. A trusted tenant
+    /// replaces a differing client-supplied one, and the attempt is counted.
     pub(crate) fn apply(
         &self,
         caller: &Caller,
         resource_spans: &mut [ResourceSpans],
-    ) -> Result<usize, TenantError> {
-        let mut added = 0;
+    ) -> Result<Applied, TenantError> {
+        let mut applied = Applied::default();
         let mut overridden = 0u64;
         for rs in resource_spans.iter_mut() {
             let resource = rs.resource.get_or_insert_with(Default::default);
@@ -149,14 +148,26 @@ impl TenantResolver {
                 }
                 (Caller::Anonymous, _) => self.default_tenant.as_str(),
             };
-            added += set_tenant(&mut resource.attributes, tenant);
+            if let Some(added) = set_tenant(&mut resource.attributes, tenant) {
+                applied.added += added;
+                applied.changed = true;
+            }
         }
         if overridden > 0 {
             metrics::counter!(names::RECEIVER_TENANT_OVERRIDES, "receiver" => self.receiver.clone())
                 .increment(overridden);
         }
-        Ok(added)
+        Ok(applied)
     }
+}
+
+/// What `TenantResolver::apply` did to a request.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Applied {
+    /// About how many bytes it added to the encoded request.
+    pub added: usize,
+    /// Whether any resource changed.
+    pub changed: bool,
 }
 
 impl TenantResolver {
@@ -233,8 +244,9 @@ fn claimed_tenant(attributes: &[KeyValue]) -> Result<Option<&str>, TenantError> 
     Ok(None)
 }
 
-/// Leaves exactly one `tenant.id` attribute, holding `tenant`; returns the bytes added.
-fn set_tenant(attributes: &mut Vec<KeyValue>, tenant: &str) -> usize {
+/// Leaves exactly one `tenant.id` attribute, holding `tenant`; returns the bytes added, or
+/// `None` when the attributes were so already.
+fn set_tenant(attributes: &mut Vec<KeyValue>, tenant: &str) -> Option<usize> {
     let mut present = attributes.iter().filter(|kv| kv.key == TENANT_ATTRIBUTE);
     if let (Some(only), None) = (present.next(), present.next())
         && let Some(any_value::Value::StringValue(value)) =
@@ -242,7 +254,7 @@ fn set_tenant(attributes: &mut Vec<KeyValue>, tenant: &str) -> usize {
         && value == tenant
     {
         // The common case for well-behaved senders: nothing to change.
-        return 0;
+        return None;
     }
     let before = attributes.len();
     attributes.retain(|kv| kv.key != TENANT_ATTRIBUTE);
@@ -259,7 +271,7 @@ fn set_tenant(attributes: &mut Vec<KeyValue>, tenant: &str) -> usize {
         }),
         ..Default::default()
     });
-    added
+    Some(added)
 }
 
 #[cfg(test)]

@@ -221,9 +221,11 @@ fn test_config() -> OtlpReceiverConfig {
 }
 
 /// Binds the receiver and serves; returns its addresses, shutdown token and join handle,
-/// with the pipeline's input for the caller to answer.
+/// with the pipeline's input for the caller to answer. The pipeline reads spans if
+/// `reads_spans` (the receiver decodes requests), else it takes them as they are encoded.
 async fn start_raw(
     config: OtlpReceiverConfig,
+    reads_spans: bool,
 ) -> (
     SocketAddr,
     SocketAddr,
@@ -232,6 +234,7 @@ async fn start_raw(
     mpsc::Receiver<PipelineMsg>,
 ) {
     let (inlet, rx) = PipelineInlet::channel("traces", 8);
+    let inlet = inlet.reading_spans(reads_spans);
     let shutdown = CancellationToken::new();
     let ctx = ReceiverContext {
         id: "otlp".into(),
@@ -252,8 +255,14 @@ async fn start() -> Running {
     start_with(test_config()).await
 }
 
+/// A receiver feeding a pipeline that takes batches as they are encoded (requests are
+/// scanned, not decoded).
 async fn start_with(config: OtlpReceiverConfig) -> Running {
-    let (grpc, http, shutdown, handle, mut rx) = start_raw(config).await;
+    start_mode(config, false).await
+}
+
+async fn start_mode(config: OtlpReceiverConfig, reads_spans: bool) -> Running {
+    let (grpc, http, shutdown, handle, mut rx) = start_raw(config, reads_spans).await;
     let answer = Arc::new(Mutex::new(Answer::Accept));
     let (tx, accepted) = mpsc::unbounded_channel();
     let mode = answer.clone();
@@ -1364,7 +1373,7 @@ fn bad_input_does_not_affect_the_next_request() {
 #[test]
 fn shutdown_lets_in_flight_requests_finish() {
     run(|_| async move {
-        let (grpc, http, shutdown, handle, mut pipeline) = start_raw(test_config()).await;
+        let (grpc, http, shutdown, handle, mut pipeline) = start_raw(test_config(), false).await;
         let mut client = grpc_client(grpc).await;
         let grpc_call = tokio::spawn(async move { client.export(valid_request()).await });
         let first = pipeline.recv().await.unwrap();
@@ -1709,5 +1718,53 @@ fn invalid_tenant_ids_are_refused_with_the_problem_named() {
         assert_eq!(refused_requests(&metrics, "http", "invalid_tenant"), 2);
         assert!(rx.nothing_accepted());
         rx.stop().await;
+    });
+}
+
+#[test]
+fn decoding_and_scanning_receivers_deliver_the_same_spans_and_answers() {
+    run(|_| async move {
+        let mut scanning = start_mode(tenancy_config(false), false).await;
+        let mut decoding = start_mode(tenancy_config(false), true).await;
+        let mut mixed = claiming("gamma");
+        mixed.resource_spans.extend(valid_request().resource_spans);
+        let mut invalid = valid_request();
+        invalid.resource_spans[0].scope_spans[0].spans[0].span_id = vec![0; 8];
+        let mut twice = claiming("gamma");
+        let resource = twice.resource_spans[0].resource.as_mut().unwrap();
+        resource
+            .attributes
+            .push(string_attr(TENANT_ATTRIBUTE, "gamma"));
+        let header: &[(&str, &str)] = &[("x-scope-orgid", "beta")];
+        // (metadata, request, whether the scanning and the decoding receiver keep the
+        // request's bytes)
+        let cases = [
+            (&[][..], valid_request(), true, false),
+            (&[], claiming("gamma"), true, true),
+            (header, claiming("beta"), true, true),
+            (header, claiming("other"), false, false),
+            (&[], mixed, true, false),
+            (&[], invalid, false, false),
+            // Resources name their own tenant here, so a repeated claim stays as sent.
+            (&[], twice, true, true),
+        ];
+        for (i, (metadata, sent, scan_keeps, decode_keeps)) in cases.into_iter().enumerate() {
+            let scanned = grpc_with(scanning.grpc, metadata, sent.clone())
+                .await
+                .unwrap();
+            let decoded = grpc_with(decoding.grpc, metadata, sent).await.unwrap();
+            assert_eq!(scanned, decoded, "case {i}");
+            let (a, b) = (scanning.next_batch().await, decoding.next_batch().await);
+            assert_eq!(a.resource_spans(), b.resource_spans(), "case {i}");
+            assert_eq!(a.wire_parts().is_some(), scan_keeps, "case {i}");
+            assert_eq!(b.wire_parts().is_some(), decode_keeps, "case {i}");
+            // Whatever form it kept, the batch's encoding decodes to its spans.
+            for batch in [&a, &b] {
+                let encoded = ExportTraceServiceRequest::decode(batch.encode_request()).unwrap();
+                assert_eq!(encoded.resource_spans, batch.resource_spans(), "case {i}");
+            }
+        }
+        scanning.stop().await;
+        decoding.stop().await;
     });
 }

@@ -87,6 +87,18 @@ impl TraceBatch {
         }
     }
 
+    /// Wraps a request's spans together with the bytes they were decoded from (unchanged
+    /// since), so that what writes or forwards the batch as bytes need not encode it again.
+    pub(crate) fn from_decoded_request(bytes: Bytes, resource_spans: Vec<ResourceSpans>) -> Self {
+        let mut batch = Self::new(resource_spans, bytes.len());
+        let spans = batch.span_count();
+        batch.wire = Some(Wire {
+            parts: vec![bytes],
+            spans,
+        });
+        batch
+    }
+
     /// Adds an acknowledgement handle that this batch now holds.
     pub fn hold_ack(&mut self, ack: Ack) {
         self.acks.push(ack);

@@ -37,6 +37,8 @@ pub struct PipelineMsg {
 pub struct PipelineInlet {
     pub pipeline: Arc<str>,
     tx: mpsc::Sender<PipelineMsg>,
+    /// Something in the pipeline reads spans (see `Processor::reads_spans`).
+    reads_spans: bool,
 }
 
 impl PipelineInlet {
@@ -47,9 +49,16 @@ impl PipelineInlet {
             Self {
                 pipeline: Arc::from(pipeline),
                 tx,
+                reads_spans: true,
             },
             rx,
         )
+    }
+
+    /// Says whether anything in the pipeline reads spans (by default something does).
+    pub fn reading_spans(mut self, reads_spans: bool) -> Self {
+        self.reads_spans = reads_spans;
+        self
     }
 }
 
@@ -68,6 +77,12 @@ impl TraceConsumer {
             inlets: inlets.into(),
             metrics: Arc::new(ReceiverMetrics::new(receiver_id)),
         }
+    }
+
+    /// Whether a pipeline this receiver feeds reads spans: the receiver then decodes each
+    /// request itself, on its own task, rather than leaving it to the pipeline's one task.
+    pub fn reads_spans(&self) -> bool {
+        self.inlets.iter().any(|inlet| inlet.reads_spans)
     }
 
     /// Offers a batch to every pipeline. `Ok` means every pipeline accepted it and will

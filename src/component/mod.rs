@@ -163,6 +163,14 @@ pub trait Processor: Send {
     /// Emits held data that is due (or all of it, on shutdown).
     async fn flush(&mut self, _reason: FlushReason, _out: &mut Emitter, _dropped: &mut Dropped) {}
 
+    /// Whether this processor reads or changes spans. Receivers decode requests up front
+    /// (on their own tasks, in parallel) for pipelines where something does; where nothing
+    /// does, batches travel as the bytes they arrived in. A processor that only counts,
+    /// groups or gates batches (`batch`, `memory_limiter`) says false.
+    fn reads_spans(&self) -> bool {
+        true
+    }
+
     async fn shutdown(&mut self) {}
 }
 
@@ -218,6 +226,12 @@ pub trait Exporter: Send {
 
     async fn healthcheck(&mut self) -> Health {
         Health::Healthy
+    }
+
+    /// Whether this exporter reads spans (see `Processor::reads_spans`); one that sends or
+    /// drops the batch as it is encoded (`otlp`, `nop`) says false.
+    fn reads_spans(&self) -> bool {
+        true
     }
 
     /// True when a successful `export` means the data is durable (e.g. in a write-ahead

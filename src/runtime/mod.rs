@@ -110,11 +110,14 @@ impl Service {
             for id in &node.processors {
                 processors.push(build_processor(config, id, &node.id).await?);
             }
+            let reads_spans = processors.iter().any(|p| p.processor.reads_spans())
+                || node.exporters.iter().any(|id| queues[id].2);
+            let inlet = inlet.reading_spans(reads_spans);
             let exporters = node
                 .exporters
                 .iter()
                 .map(|id| {
-                    let (queue, durable) = &queues[id];
+                    let (queue, durable, _) = &queues[id];
                     ExporterSlot {
                         id: id.clone(),
                         queue: Arc::clone(queue),
@@ -154,11 +157,12 @@ impl Service {
         Ok(())
     }
 
-    /// Starts an exporter and its runner; returns its queue and whether it is durable.
+    /// Starts an exporter and its runner; returns its queue, whether it is durable and
+    /// whether it reads spans.
     async fn start_exporter(
         &mut self,
         spec: &ComponentSpec,
-    ) -> Result<(Arc<ExporterQueue>, bool), ComponentError> {
+    ) -> Result<(Arc<ExporterQueue>, bool, bool), ComponentError> {
         let Built::Exporter(mut exporter) = build(spec, None)? else {
             return Err(ComponentError::other(
                 &spec.id,
@@ -167,6 +171,7 @@ impl Service {
         };
         exporter.start().await?;
         let durable = exporter.durable();
+        let reads_spans = exporter.reads_spans();
         if let Some(source) = exporter.query_source() {
             self.query_sources.push((spec.id.clone(), source));
         }
@@ -184,7 +189,7 @@ impl Service {
         };
         self.exporters
             .push((spec.id.clone(), tokio::spawn(runner.run()), queue.clone()));
-        Ok((queue, durable))
+        Ok((queue, durable, reads_spans))
     }
 
     /// Stops receivers, then drains pipelines, then drains exporters, all within `timeout`.

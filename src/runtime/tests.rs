@@ -391,3 +391,52 @@ async fn an_exporter_at_its_backlog_limit_makes_the_pipeline_refuse_at_once() {
     h.service.shutdown(Duration::from_secs(5)).await;
     assert_eq!(sink.spans.lock().len(), 4);
 }
+
+#[tokio::test(start_paused = true)]
+async fn receivers_decode_only_for_pipelines_that_read_spans() {
+    let (sink, hold) = (Sink::default(), Hold::default());
+    let forwarding = "
+receivers: { probe: {} }
+processors: { batch: {} }
+exporters: { nop: {} }
+service:
+  pipelines:
+    traces: { receivers: [probe], processors: [batch], exporters: [nop] }
+";
+    let registry = |probe| {
+        Registry::empty()
+            .with_receiver(probe)
+            .with_processor(hold.clone())
+            .with_processor(crate::processors::batch::BatchProcessorFactory)
+            .with_exporter(sink.clone())
+            .with_exporter(crate::exporters::nop::NopExporterFactory)
+    };
+    // One pipeline that only batches and drops; then the same receiver also feeding a
+    // pipeline whose exporter reads spans, and one whose processor does.
+    let reading = format!(
+        "{forwarding}    traces/stored: {{ receivers: [probe], processors: [batch], exporters: [sink] }}\n"
+    )
+    .replace("exporters: { nop: {} }", "exporters: { nop: {}, sink: {} }");
+    let holding = format!(
+        "{forwarding}    traces/held: {{ receivers: [probe], processors: [hold], exporters: [nop] }}\n"
+    )
+    .replace(
+        "processors: { batch: {} }",
+        "processors: { batch: {}, hold: {} }",
+    );
+    for (yaml, reads) in [
+        (forwarding.to_string(), false),
+        (reading, true),
+        (holding, true),
+    ] {
+        let (probe, mut rx) = ProbeReceiverFactory::new();
+        let config = load_str_with_env(&yaml, "test.yaml", &registry(probe), &|_| None)
+            .expect("test config should load");
+        let mut service = Service::start(&config, Arc::new(Readiness::default()))
+            .await
+            .expect("service should start");
+        let consumer = rx.recv().await.expect("receiver should have started");
+        assert_eq!(consumer.reads_spans(), reads, "{yaml}");
+        service.shutdown(Duration::from_secs(5)).await;
+    }
+}
