@@ -90,16 +90,8 @@ pub(crate) fn protobuf_batch(
     reads_spans: bool,
 ) -> Result<TraceBatch, RequestError> {
     if reads_spans {
-        let mut request = decode_request(&body).map_err(DecodeError::from)?;
-        let applied = tenants.apply(caller, &mut request.resource_spans)?;
-        if !applied.changed && ids_valid(&request.resource_spans) {
-            return Ok(TraceBatch::from_decoded_request(
-                body,
-                request.resource_spans,
-            ));
-        }
-        let size = body.len() + applied.added;
-        return Ok(TraceBatch::new(request.resource_spans, size));
+        let request = decode_request(&body).map_err(DecodeError::from)?;
+        return decoded_batch(request, Some(body), caller, tenants);
     }
     let scan = scan_request(&body).map_err(DecodeError::from)?;
     if scan.invalid_spans == 0
@@ -115,9 +107,8 @@ pub(crate) fn protobuf_batch(
         return Ok(TraceBatch::from_validated_request(body, spans));
     }
     drop(scan);
-    let wire_size = body.len();
     let request = decode_request(&body).map_err(DecodeError::from)?;
-    decoded_batch(request, Some(wire_size), caller, tenants)
+    decoded_batch(request, Some(body), caller, tenants)
 }
 
 /// Whether every span has valid ids (see `span_ids_problem`).
@@ -141,18 +132,22 @@ pub(crate) fn json_batch(
     decoded_batch(request, None, caller, tenants)
 }
 
-/// A decoded request as a batch, tenants applied; `wire_size` is its protobuf size when
-/// known (for JSON it is measured).
+/// A decoded request as a batch, tenants applied. `body` is its protobuf encoding (none for
+/// JSON, whose protobuf size is measured); the batch keeps it when nothing had to change.
 fn decoded_batch(
     mut request: ExportTraceServiceRequest,
-    wire_size: Option<usize>,
+    body: Option<Bytes>,
     caller: &Caller,
     tenants: &TenantResolver,
 ) -> Result<TraceBatch, RequestError> {
-    let added = tenants.apply(caller, &mut request.resource_spans)?.added;
-    Ok(match wire_size {
-        Some(size) => TraceBatch::new(request.resource_spans, size + added),
-        None => TraceBatch::measured(request.resource_spans),
+    let applied = tenants.apply(caller, &mut request.resource_spans)?;
+    let spans = request.resource_spans;
+    Ok(match body {
+        Some(body) if !applied.changed && ids_valid(&spans) => {
+            TraceBatch::from_decoded_request(body, spans)
+        }
+        Some(body) => TraceBatch::new(spans, body.len() + applied.added),
+        None => TraceBatch::measured(spans),
     })
 }
 
