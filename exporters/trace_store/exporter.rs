@@ -504,6 +504,14 @@ impl Exporter for TraceStoreExporter {
         self.shared.wal.is_some()
     }
 
+    /// The store decodes each batch itself when it converts it. Batches reach it as the
+    /// bytes they arrived in where nothing before it reads spans: they wait in its queue in
+    /// that form (a batch holding both its bytes and its decoded spans took 12-20 % more
+    /// peak memory on the store benchmark), and its write-ahead log writes those bytes.
+    fn reads_spans(&self) -> bool {
+        false
+    }
+
     fn backlog(&self) -> Option<Arc<dyn Backlog>> {
         Some(Arc::new(Uncommitted {
             held: self.shared.uncommitted.clone(),

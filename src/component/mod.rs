@@ -228,8 +228,9 @@ pub trait Exporter: Send {
         Health::Healthy
     }
 
-    /// Whether this exporter reads spans (see `Processor::reads_spans`); one that sends or
-    /// drops the batch as it is encoded (`otlp`, `nop`) says false.
+    /// Whether batches should reach this exporter decoded (see `Processor::reads_spans`).
+    /// One that sends or drops a batch as it is encoded (`otlp`, `nop`) says false, and so
+    /// may one that decodes what it needs itself (`trace_store`).
     fn reads_spans(&self) -> bool {
         true
     }
