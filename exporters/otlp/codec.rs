@@ -5,13 +5,7 @@ use prost::Message;
 use tonic::Status;
 use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
 
-use crate::component::{ExportTraceServiceResponse, TraceBatch};
-
-/// Encodes a batch as an `ExportTraceServiceRequest`: the bytes it arrived as when it still
-/// has them, else written from the borrowed spans (no request struct, no span cloned).
-pub fn encode_request(batch: &TraceBatch) -> Bytes {
-    batch.encode_request()
-}
+use crate::component::ExportTraceServiceResponse;
 
 /// Bytes out, `ExportTraceServiceResponse` in.
 #[derive(Debug, Clone, Copy, Default)]

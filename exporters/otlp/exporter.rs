@@ -8,7 +8,7 @@ use tonic::transport::{Channel, Endpoint};
 use tonic::{Code, Status};
 use tonic_types::StatusExt;
 
-use super::codec::{RawRequestCodec, encode_request};
+use super::codec::RawRequestCodec;
 use super::config::Compression;
 use crate::component::{
     ComponentError, ExportError, ExportTraceServiceResponse, Exporter, TraceBatch,
@@ -101,7 +101,7 @@ impl Exporter for OtlpExporter {
         if batch.is_empty() {
             return Ok(());
         }
-        let request = self.request(encode_request(batch));
+        let request = self.request(batch.encode_request());
         let client = self.client();
         client
             .ready()

@@ -6,7 +6,7 @@ mod exporter;
 #[cfg(test)]
 mod tests;
 
-pub use codec::{RawRequestCodec, encode_request};
+pub use codec::RawRequestCodec;
 pub use config::{Compression, OtlpExporterConfig, TlsConfig};
 pub use exporter::{OtlpExporter, classify};
 

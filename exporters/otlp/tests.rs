@@ -18,9 +18,7 @@ use tonic::transport::server::TcpIncoming;
 use tonic::{Code, Request, Response, Status};
 use tonic_types::{ErrorDetails, StatusExt};
 
-use super::{
-    Compression, OtlpExporterConfig, OtlpExporterFactory, TlsConfig, classify, encode_request,
-};
+use super::{Compression, OtlpExporterConfig, OtlpExporterFactory, TlsConfig, classify};
 use crate::component::{
     AnyValue, BuildContext, ComponentConfig, ExportError, ExportTracePartialSuccess,
     ExportTraceServiceRequest, ExportTraceServiceResponse, Exporter, ExporterFactory,
@@ -295,8 +293,8 @@ fn encodes_the_request_byte_for_byte() {
         resource_spans: batch.resource_spans().to_vec(),
     }
     .encode_to_vec();
-    assert_eq!(encode_request(&batch).as_ref(), expected.as_slice());
-    assert!(encode_request(&TraceBatch::default()).is_empty());
+    assert_eq!(batch.encode_request().as_ref(), expected.as_slice());
+    assert!(TraceBatch::default().encode_request().is_empty());
 }
 
 #[test]

@@ -131,23 +131,12 @@ impl TenantResolver {
         for rs in resource_spans.iter_mut() {
             let resource = rs.resource.get_or_insert_with(Default::default);
             let claimed = claimed_tenant(&resource.attributes)?;
-            let tenant = match (caller, claimed) {
-                (Caller::Trusted(tenant), claimed) => {
-                    if claimed.is_some_and(|c| c != tenant.as_str()) {
-                        overridden += 1;
-                    }
-                    tenant.as_str()
-                }
-                (Caller::Anonymous, Some(claimed)) if self.from_resource => {
-                    validate_tenant_id(claimed).map_err(|m| {
-                        TenantError::InvalidTenant(format!(
-                            "resource attribute {TENANT_ATTRIBUTE}: {m}"
-                        ))
-                    })?;
-                    continue;
-                }
-                (Caller::Anonymous, _) => self.default_tenant.as_str(),
+            let Some(tenant) = self.tenant_for(caller, claimed)? else {
+                continue;
             };
+            if matches!(caller, Caller::Trusted(_)) && claimed.is_some_and(|c| c != tenant) {
+                overridden += 1;
+            }
             if let Some(added) = set_tenant(&mut resource.attributes, tenant) {
                 applied.added += added;
                 applied.changed = true;
@@ -158,6 +147,27 @@ impl TenantResolver {
                 .increment(overridden);
         }
         Ok(applied)
+    }
+
+    /// The tenant a resource claiming `claimed` must carry, or `None` when its own claim
+    /// stands (no trusted caller, and resources may name their tenant).
+    fn tenant_for<'s>(
+        &'s self,
+        caller: &'s Caller,
+        claimed: Option<&str>,
+    ) -> Result<Option<&'s str>, TenantError> {
+        match (caller, claimed) {
+            (Caller::Trusted(tenant), _) => Ok(Some(tenant)),
+            (Caller::Anonymous, Some(claimed)) if self.from_resource => {
+                validate_tenant_id(claimed).map_err(|m| {
+                    TenantError::InvalidTenant(format!(
+                        "resource attribute {TENANT_ATTRIBUTE}: {m}"
+                    ))
+                })?;
+                Ok(None)
+            }
+            (Caller::Anonymous, _) => Ok(Some(&self.default_tenant)),
+        }
     }
 }
 
@@ -186,24 +196,11 @@ impl TenantResolver {
             let claimed = match claim.first {
                 None => None,
                 Some(Some(claimed)) => Some(claimed),
-                Some(None) => {
-                    return Err(TenantError::InvalidTenant(format!(
-                        "resource attribute {TENANT_ATTRIBUTE} must be a string"
-                    )));
-                }
+                Some(None) => return Err(not_a_string()),
             };
-            let tenant = match (caller, claimed) {
-                (Caller::Trusted(tenant), _) => tenant.as_str(),
-                (Caller::Anonymous, Some(claimed)) if self.from_resource => {
-                    validate_tenant_id(claimed).map_err(|m| {
-                        TenantError::InvalidTenant(format!(
-                            "resource attribute {TENANT_ATTRIBUTE}: {m}"
-                        ))
-                    })?;
-                    plan.push(None);
-                    continue;
-                }
-                (Caller::Anonymous, _) => self.default_tenant.as_str(),
+            let Some(tenant) = self.tenant_for(caller, claimed)? else {
+                plan.push(None);
+                continue;
             };
             match (claim.count, claimed) {
                 (0, _) => plan.push(Some(tenant)),
@@ -236,12 +233,16 @@ fn claimed_tenant(attributes: &[KeyValue]) -> Result<Option<&str>, TenantError> 
         }
         return match kv.value.as_ref().and_then(|v| v.value.as_ref()) {
             Some(any_value::Value::StringValue(value)) => Ok(Some(value)),
-            _ => Err(TenantError::InvalidTenant(format!(
-                "resource attribute {TENANT_ATTRIBUTE} must be a string"
-            ))),
+            _ => Err(not_a_string()),
         };
     }
     Ok(None)
+}
+
+fn not_a_string() -> TenantError {
+    TenantError::InvalidTenant(format!(
+        "resource attribute {TENANT_ATTRIBUTE} must be a string"
+    ))
 }
 
 /// Leaves exactly one `tenant.id` attribute, holding `tenant`; returns the bytes added, or

@@ -2,7 +2,7 @@
 
 use std::sync::OnceLock;
 
-use bytes::{Bytes, BytesMut};
+use bytes::{BufMut, Bytes, BytesMut};
 use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
 
 use super::ack::Ack;
@@ -151,22 +151,30 @@ impl TraceBatch {
     /// The batch as one `ExportTraceServiceRequest` encoding: its wire form joined (no copy
     /// when it is one piece), or its spans encoded.
     pub fn encode_request(&self) -> Bytes {
+        if let Some([only]) = self.wire_parts() {
+            return only.clone();
+        }
+        let mut buf = BytesMut::with_capacity(self.encoded_request_len());
+        self.encode_request_into(&mut buf);
+        buf.freeze()
+    }
+
+    /// The size of `encode_request`'s output, without encoding.
+    pub fn encoded_request_len(&self) -> usize {
         match self.wire_parts() {
-            Some([only]) => only.clone(),
-            Some(parts) => {
-                let mut buf = BytesMut::with_capacity(parts.iter().map(Bytes::len).sum());
-                for part in parts {
-                    buf.extend_from_slice(part);
-                }
-                buf.freeze()
-            }
+            Some(parts) => parts.iter().map(Bytes::len).sum(),
+            None => encoded_len(self.resource_spans()),
+        }
+    }
+
+    /// Appends what `encode_request` returns to `buf`, without an intermediate copy.
+    pub fn encode_request_into(&self, buf: &mut impl BufMut) {
+        match self.wire_parts() {
+            Some(parts) => parts.iter().for_each(|part| buf.put_slice(part)),
             None => {
-                let spans = self.resource_spans();
-                let mut buf = BytesMut::with_capacity(encoded_len(spans));
-                for rs in spans {
-                    prost::encoding::message::encode(1, rs, &mut buf);
+                for rs in self.resource_spans() {
+                    prost::encoding::message::encode(1, rs, buf);
                 }
-                buf.freeze()
             }
         }
     }
@@ -192,10 +200,7 @@ impl TraceBatch {
 
     /// Re-measures the encoded size after a processor changed the spans.
     pub fn remeasure(&mut self) {
-        self.size_hint = match &self.wire {
-            Some(wire) => wire.parts.iter().map(Bytes::len).sum(),
-            None => encoded_len(self.resource_spans()),
-        };
+        self.size_hint = self.encoded_request_len();
     }
 
     pub fn is_empty(&self) -> bool {

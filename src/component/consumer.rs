@@ -69,11 +69,13 @@ impl PipelineInlet {
 pub struct TraceConsumer {
     inlets: Arc<[PipelineInlet]>,
     metrics: Arc<ReceiverMetrics>,
+    reads_spans: bool,
 }
 
 impl TraceConsumer {
     pub fn new(receiver_id: &str, inlets: Vec<PipelineInlet>) -> Self {
         Self {
+            reads_spans: inlets.iter().any(|inlet| inlet.reads_spans),
             inlets: inlets.into(),
             metrics: Arc::new(ReceiverMetrics::new(receiver_id)),
         }
@@ -82,7 +84,7 @@ impl TraceConsumer {
     /// Whether a pipeline this receiver feeds reads spans: the receiver then decodes each
     /// request itself, on its own task, rather than leaving it to the pipeline's one task.
     pub fn reads_spans(&self) -> bool {
-        self.inlets.iter().any(|inlet| inlet.reads_spans)
+        self.reads_spans
     }
 
     /// Offers a batch to every pipeline. `Ok` means every pipeline accepted it and will

@@ -69,18 +69,7 @@ pub fn encode_into(buf: &mut Vec<u8>, seq: u64, batch: &TraceBatch, payload_len:
     buf.put_u64_le(seq);
     buf.put_u32_le(u32::try_from(payload_len).unwrap_or(u32::MAX));
     buf.put_u32_le(0);
-    match batch.wire_parts() {
-        Some(parts) => {
-            for part in parts {
-                buf.put_slice(part);
-            }
-        }
-        None => {
-            for rs in batch.resource_spans() {
-                prost::encoding::message::encode(1, rs, buf);
-            }
-        }
-    }
+    batch.encode_request_into(buf);
     let crc = checksum(&buf[..CRC_OFFSET], &buf[HEADER_LEN..]);
     buf[CRC_OFFSET..HEADER_LEN].copy_from_slice(&crc.to_le_bytes());
 }
@@ -93,10 +82,7 @@ pub fn record_len(batch: &TraceBatch) -> u64 {
 
 /// The payload size of a batch's record.
 pub fn payload_len(batch: &TraceBatch) -> usize {
-    match batch.wire_parts() {
-        Some(parts) => parts.iter().map(|part| part.len()).sum(),
-        None => crate::component::batch::encoded_len(batch.resource_spans()),
-    }
+    batch.encoded_request_len()
 }
 
 fn checksum(header: &[u8], payload: &[u8]) -> u32 {
