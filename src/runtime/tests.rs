@@ -134,7 +134,8 @@ async fn start(yaml: &str, sink: &Sink, hold: &Hold) -> Harness {
         .with_receiver(probe)
         .with_processor(hold.clone())
         .with_processor(crate::processors::batch::BatchProcessorFactory)
-        .with_exporter(sink.clone());
+        .with_exporter(sink.clone())
+        .with_exporter(crate::exporters::nop::NopExporterFactory);
     let config = load_str_with_env(yaml, "test.yaml", &registry, &|_| None)
         .expect("test config should load");
     let service = Service::start(&config, Arc::new(Readiness::default()))
@@ -403,14 +404,6 @@ service:
   pipelines:
     traces: { receivers: [probe], processors: [batch], exporters: [nop] }
 ";
-    let registry = |probe| {
-        Registry::empty()
-            .with_receiver(probe)
-            .with_processor(hold.clone())
-            .with_processor(crate::processors::batch::BatchProcessorFactory)
-            .with_exporter(sink.clone())
-            .with_exporter(crate::exporters::nop::NopExporterFactory)
-    };
     // One pipeline that only batches and drops; then the same receiver also feeding a
     // pipeline whose exporter reads spans, and one whose processor does.
     let reading = format!(
@@ -429,14 +422,8 @@ service:
         (reading, true),
         (holding, true),
     ] {
-        let (probe, mut rx) = ProbeReceiverFactory::new();
-        let config = load_str_with_env(&yaml, "test.yaml", &registry(probe), &|_| None)
-            .expect("test config should load");
-        let mut service = Service::start(&config, Arc::new(Readiness::default()))
-            .await
-            .expect("service should start");
-        let consumer = rx.recv().await.expect("receiver should have started");
-        assert_eq!(consumer.reads_spans(), reads, "{yaml}");
-        service.shutdown(Duration::from_secs(5)).await;
+        let mut h = start(&yaml, &sink, &hold).await;
+        assert_eq!(h.consumer.reads_spans(), reads, "{yaml}");
+        h.service.shutdown(Duration::from_secs(5)).await;
     }
 }
