@@ -1,7 +1,7 @@
 //! CPU cost of the trace store's two stages on `spanline loadgen`'s spans, without sockets or
-//! the write-ahead log: buffering (each request converted into the span table's columns,
-//! with its trace summaries) and writing blocks (sorting, Parquet encoding of both tables,
-//! index). Prints µs per span for each, spans/s per core for both together, and bytes per
+//! the write-ahead log: buffering (each request's bytes checked, its spans located and
+//! partitioned, its trace summaries made) and writing blocks (sorting, the span table's
+//! columns built from the bytes, Parquet encoding of both tables, index). Prints µs per span for each, spans/s per core for both together, and bytes per
 //! span stored. Run with `cargo bench --bench store`; `SPANLINE_BENCH_REQUESTS` (default
 //! 400, 500 spans each) sets the amount, `SPANLINE_BENCH_TENANTS` (default 1) how many
 //! tenants (and so blocks) they are spread over, `SPANLINE_BENCH_DIR` a directory to keep
@@ -10,13 +10,14 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use object_store::ObjectStore;
 use object_store::memory::InMemory;
 use prost::Message;
 use spanline::exporters::trace_store::TraceStoreConfig;
 use spanline::loadgen::{LoadgenArgs, sample_requests};
 use spanline::store::layout::Layout;
-use spanline::store::writer::{BlockWriter, write_block};
+use spanline::store::writer::{BlockWriter, stage, write_block};
 
 #[cfg(feature = "mimalloc")]
 #[global_allocator]
@@ -56,6 +57,11 @@ fn main() {
         .map(|ss| ss.spans.len())
         .sum();
     let otlp: usize = batches.iter().map(|r| r.encoded_len()).sum();
+    // Requests reach the store as the bytes they arrived in.
+    let encoded: Vec<Bytes> = batches
+        .iter()
+        .map(|r| Bytes::from(r.encode_to_vec()))
+        .collect();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()
@@ -66,22 +72,21 @@ fn main() {
     for round in 0..3 {
         let mut writer = BlockWriter::new(config.clone());
         let (wall, cpu) = (Instant::now(), cpu_time());
-        for (seq, request) in batches.iter().enumerate() {
-            writer
-                .add_measured(
-                    &request.resource_spans,
-                    request.encoded_len() as u64,
-                    seq as u64 + 1,
-                    tokio::time::Instant::now(),
-                )
-                .expect("buffered");
+        for (seq, request) in encoded.iter().enumerate() {
+            let staged = stage(
+                std::slice::from_ref(request),
+                request.len() as u64,
+                &config.indexed_attributes,
+            )
+            .expect("staged");
+            writer.insert(staged, seq as u64 + 1, tokio::time::Instant::now());
         }
         let (buffer_wall, buffer_cpu) = (wall.elapsed(), cpu_time() - cpu);
-        // What the open buffers hold in memory: the span columns, and the process's growth
-        // (columns plus the chunks' trace summaries plus allocator slack).
+        // What the open buffers hold in memory: request bytes and where each span is (a
+        // request split over partitions counts once per partition), and the process's peak.
         let columns: usize = (0..tenants.max(1))
             .flat_map(|t| writer.live_rows(&tenant_name(&args, t)))
-            .map(|chunk| chunk.spans.get_array_memory_size())
+            .map(|chunk| chunk.memory_size())
             .sum();
         // SPANLINE_BENCH_DIR keeps the blocks on disk, to inspect their columns.
         let store: Arc<dyn ObjectStore> = match std::env::var("SPANLINE_BENCH_DIR") {
@@ -108,7 +113,7 @@ fn main() {
         let per_span = |d: Duration| d.as_secs_f64() * 1e6 / spans as f64;
         let total = per_span(buffer_cpu) + per_span(write_cpu);
         println!(
-            "round {round}: buffered {:.0} MiB of span columns for {:.0} MiB of OTLP ({:.1}x); peak RSS {:.0} MiB",
+            "round {round}: buffered {:.0} MiB for {:.0} MiB of OTLP ({:.1}x); peak RSS {:.0} MiB",
             columns as f64 / (1 << 20) as f64,
             otlp as f64 / (1 << 20) as f64,
             columns as f64 / otlp as f64,

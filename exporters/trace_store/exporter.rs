@@ -29,7 +29,7 @@ use crate::store::reader::StoreReader;
 use crate::store::retention::{self, RetentionPolicy};
 use crate::store::summary::TraceSummary;
 use crate::store::writer::Rows;
-use crate::store::writer::{BlockWriter, Written, promote, stage, write_or_stage};
+use crate::store::writer::{BlockWriter, Written, promote, stage, stage_decoded, write_or_stage};
 use crate::store::{SpanPredicate, TimeWindow};
 use crate::store::{StoreError, WriteAheadLog};
 
@@ -63,6 +63,9 @@ pub(crate) struct Shared {
     pub compaction_interval: Option<Duration>,
     /// Wakes the committer when a buffer is full, so `export` never waits for an upload.
     pub full: tokio::sync::Notify,
+    /// Woken when the committer has sealed open buffers (exports wait for it while the
+    /// open buffers are over `max_buffer_bytes`).
+    pub sealed: tokio::sync::Notify,
     /// The writer's indexed attribute keys (kept here so queries need not lock the writer).
     pub indexed_attributes: Vec<String>,
 }
@@ -95,6 +98,27 @@ fn unix_now() -> Duration {
 }
 
 impl Shared {
+    /// Waits while the open buffers are over `max_buffer_bytes`: the committer, busy
+    /// encoding, has not sealed them yet. Without the wait, a store whose encoding is
+    /// slower than its intake (one core for both) buffered gigabytes; with it, the wait
+    /// reaches the senders as backpressure and memory stays near twice the budget (open
+    /// buffers plus the sealed blocks being written).
+    async fn wait_for_committer(&self) {
+        loop {
+            let sealed = self.sealed.notified();
+            let over = {
+                let writer = self.writer.lock().await;
+                writer.buffered_bytes() > writer.config().max_buffer_bytes
+            };
+            if !over {
+                return;
+            }
+            self.full.notify_one();
+            // Rechecked now and then: a commit may end without sealing anything.
+            let _ = tokio::time::timeout(Duration::from_secs(1), sealed).await;
+        }
+    }
+
     /// Moves staged blocks to the store, seals due blocks (all of them with `all`) and
     /// writes them; a block whose upload fails waits in staging. Returns the first failure.
     pub async fn commit(&self, all: bool) -> Result<(), StoreError> {
@@ -115,6 +139,7 @@ impl Shared {
                 writer.config().clone(),
             )
         };
+        self.sealed.notify_waiters();
         if backing_off && sealed.is_empty() {
             return Ok(());
         }
@@ -304,10 +329,10 @@ impl TraceStoreExporter {
         let mut skipped = 0;
         for (seq, batch) in entries {
             let bytes = batch.iter().map(|rs| rs.encoded_len() as u64).sum();
-            let (kept, done): (Vec<_>, Vec<_>) = stage(&batch, bytes, &indexed)?
+            let (kept, done): (Vec<_>, Vec<_>) = stage_decoded(&batch, bytes, &indexed)?
                 .into_iter()
                 .partition(|s| !committed.contains(&(s.partition.clone(), seq)));
-            skipped += done.iter().map(|s| s.chunk.spans.num_rows()).sum::<usize>();
+            skipped += done.iter().map(|s| s.chunk.len()).sum::<usize>();
             writer.insert(kept, seq, Instant::now());
             self.next_seq = self.next_seq.max(seq);
         }
@@ -436,14 +461,25 @@ impl Exporter for TraceStoreExporter {
     }
 
     async fn export(&mut self, batch: &TraceBatch) -> Result<(), ExportError> {
-        // Checked first and before the log sees the batch: retrying cannot fix it, and a
-        // refused batch must never be replayed.
-        for rs in batch.resource_spans() {
-            let tenant = crate::component::tenant::tenant_of(rs.resource.as_ref());
-            if let Some(Err(message)) = tenant.map(crate::component::tenant::validate_tenant_id) {
-                return Err(ExportError::permanent(message));
+        // Staged before the log sees the batch (a span the store cannot take, or an invalid
+        // tenant, is refused without being logged: retrying cannot fix it, and a refused
+        // batch must never be replayed) and outside the writer's lock (queries keep reading).
+        let encoded;
+        let parts = match batch.wire_parts() {
+            Some(parts) => parts,
+            None => {
+                encoded = [batch.encode_request()];
+                &encoded[..]
             }
-        }
+        };
+        let staged = stage(
+            parts,
+            batch.size_hint() as u64,
+            &self.shared.indexed_attributes,
+        )
+        .map_err(|e| ExportError::permanent(e.to_string()))?;
+        // Checked after staging: a batch the store can never take is refused as such,
+        // not as one to retry.
         let buffered = self.shared.uncommitted.load(Ordering::Relaxed);
         // An empty store always takes a batch, so one oversized batch cannot wedge it.
         if buffered > 0 && buffered + batch.size_hint() as u64 > self.shared.max_uncommitted {
@@ -455,14 +491,6 @@ impl Exporter for TraceStoreExporter {
                 retry_after: Some(Duration::from_secs(5)),
             });
         }
-        // Converted before the log sees the batch (a span the store cannot take is refused
-        // without being logged) and outside the writer's lock (queries keep reading).
-        let staged = stage(
-            batch.resource_spans(),
-            batch.size_hint() as u64,
-            &self.shared.indexed_attributes,
-        )
-        .map_err(|e| ExportError::permanent(e.to_string()))?;
         let seq = self.record(batch).await?;
         self.shared
             .writer
@@ -472,6 +500,7 @@ impl Exporter for TraceStoreExporter {
         // Encoding and uploading a full block takes seconds: the committer task does it,
         // and `wal_max_bytes` pushes back if it falls behind.
         self.shared.full.notify_one();
+        self.shared.wait_for_committer().await;
         Ok(())
     }
 

@@ -116,6 +116,7 @@ pub fn exporter_on(
         retention: retention_policy(config),
         backoff: Default::default(),
         full: Default::default(),
+        sealed: Default::default(),
         compaction_interval: config
             .compaction
             .enabled

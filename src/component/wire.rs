@@ -658,6 +658,7 @@ fn key_value_list(c: &mut Cursor<'_>, depth: u32, out: &mut KeyValueList) -> Res
 }
 
 mod scan;
+pub(crate) mod view;
 
 pub(crate) use scan::{Scan, scan_request};
 

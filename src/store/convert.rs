@@ -1,4 +1,5 @@
-//! OTLP spans → the span table's Arrow record batch, sorted by (trace_id, start time).
+//! Spans read from their request bytes → the span table's Arrow record batch, in the order
+//! given.
 
 use std::sync::Arc;
 
@@ -8,91 +9,93 @@ use arrow::array::{
 };
 use arrow::buffer::OffsetBuffer;
 use arrow::datatypes::{DataType, Fields};
-use opentelemetry_proto::tonic::common::v1::{AnyValue, InstrumentationScope, KeyValue, any_value};
-use opentelemetry_proto::tonic::resource::v1::Resource;
-use opentelemetry_proto::tonic::trace::v1::Span;
+use opentelemetry_proto::tonic::common::v1::{AnyValue, any_value};
+use prost::Message;
 
 use super::StoreError;
 use super::schema::{self, PROMOTED};
+use crate::component::tenant::TENANT_ATTRIBUTE;
+use crate::component::wire::WireError;
+use crate::component::wire::view::{
+    EVENT_ATTRIBUTES, LINK_ATTRIBUTES, RESOURCE_ATTRIBUTES, SCOPE_ATTRIBUTES, ScopeView, SpanView,
+    ValueView, for_each_attribute,
+};
 
-/// Where a span came from: shared by every span of one resource and scope.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Origin {
-    pub tenant: String,
-    pub service: String,
-    pub resource: Resource,
-    pub scope: InstrumentationScope,
-}
-
-/// An owned span with its origin (built by tests and by readers of decoded spans).
-#[derive(Debug, Clone)]
-pub struct SpanRow {
-    pub origin: Arc<Origin>,
-    pub span: Span,
-}
-
-impl SpanRow {
-    pub fn borrowed(&self) -> SpanRef<'_> {
-        SpanRef {
-            span: &self.span,
-            origin: self.origin.borrowed(),
-        }
-    }
-}
-
-impl Origin {
-    pub fn borrowed(&self) -> OriginRef<'_> {
-        OriginRef {
-            tenant: &self.tenant,
-            service: &self.service,
-            resource: &self.resource,
-            scope: &self.scope,
-        }
-    }
-}
-
-/// Where a span came from, borrowed from the request that carried it.
-#[derive(Debug, Clone, Copy)]
-pub struct OriginRef<'a> {
+/// Where a span came from, read from its request: shared by every span of one resource
+/// and scope, so their attributes are read once for all of them.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct OriginView<'a> {
     pub tenant: &'a str,
     pub service: &'a str,
-    pub resource: &'a Resource,
-    pub scope: &'a InstrumentationScope,
+    /// The resource's attributes, from every occurrence of it (a decoder merges them).
+    pub resource: Vec<Attribute<'a>>,
+    pub scope: ScopeView<'a>,
+    pub scope_attributes: Vec<Attribute<'a>>,
 }
 
-/// A span and its origin, borrowed: what conversion and summaries read, so spans go from
-/// a request into the span table's columns without being copied first.
+pub(crate) type Attribute<'a> = (&'a str, ValueView<'a>);
+
+/// A span and its origin, both read in place from the request that carried them.
 #[derive(Debug, Clone, Copy)]
-pub struct SpanRef<'a> {
-    pub span: &'a Span,
-    pub origin: OriginRef<'a>,
+pub(crate) struct SpanRef<'a> {
+    pub span: SpanView<'a>,
+    pub origin: &'a OriginView<'a>,
 }
 
-/// The `service.name` of a resource, or `""`.
-pub fn service_of(resource: &Resource) -> String {
-    string_attr(&resource.attributes, "service.name")
-        .unwrap_or_default()
-        .to_string()
-}
-
-pub fn string_attr<'a>(attrs: &'a [KeyValue], key: &str) -> Option<&'a str> {
-    match find(attrs, key)? {
-        any_value::Value::StringValue(s) => Some(s),
-        _ => None,
+impl From<WireError> for StoreError {
+    fn from(error: WireError) -> Self {
+        StoreError::Spans(error.to_string())
     }
 }
 
-fn find<'a>(attrs: &'a [KeyValue], key: &str) -> Option<&'a any_value::Value> {
-    let kv = attrs.iter().find(|kv| kv.key == key)?;
-    kv.value.as_ref()?.value.as_ref()
-}
+impl<'a> OriginView<'a> {
+    /// Reads an origin from the bodies of its resource's and scope's occurrences.
+    pub fn read(
+        tenant: &'a str,
+        service: &'a str,
+        resource: &[&'a [u8]],
+        scope: &[&'a [u8]],
+    ) -> Result<Self, StoreError> {
+        let mut out = OriginView {
+            tenant,
+            service,
+            scope: ScopeView::read(scope.iter().copied())?,
+            ..Default::default()
+        };
+        for body in resource {
+            for_each_attribute(body, RESOURCE_ATTRIBUTES, |k, v| out.resource.push((k, v)))?;
+        }
+        for body in scope {
+            for_each_attribute(body, SCOPE_ATTRIBUTES, |k, v| {
+                out.scope_attributes.push((k, v));
+            })?;
+        }
+        Ok(out)
+    }
 
-/// Sorts spans by trace id, then start time, as the span table is laid out.
-pub fn sort_spans(rows: &mut [SpanRef<'_>]) {
-    rows.sort_by(|a, b| {
-        (&a.span.trace_id, a.span.start_time_unix_nano)
-            .cmp(&(&b.span.trace_id, b.span.start_time_unix_nano))
-    });
+    /// The resource's `service.name` and `tenant.id` (each the first with the key, as
+    /// `service_of` and `tenant_of` read them), or `""`.
+    pub fn service_and_tenant(
+        resource: &[&'a [u8]],
+    ) -> Result<(&'a str, Option<&'a str>), StoreError> {
+        let (mut service, mut service_seen, mut tenant) = ("", false, None);
+        for body in resource {
+            for_each_attribute(body, RESOURCE_ATTRIBUTES, |key, value| {
+                if key == "service.name" && !service_seen {
+                    service_seen = true;
+                    if let ValueView::Text(text) = value {
+                        service = text;
+                    }
+                } else if key == TENANT_ATTRIBUTE
+                    && tenant.is_none()
+                    && let ValueView::Text(text) = value
+                {
+                    tenant = Some(text);
+                }
+            })?;
+        }
+        Ok((service, tenant))
+    }
 }
 
 /// The type letter and text of an attribute value (see `schema`).
@@ -151,7 +154,49 @@ pub fn hex(bytes: &[u8]) -> String {
     out
 }
 
-/// Builds one `Map<Utf8, Utf8>` column and its type-letter column.
+/// Appends the text of a value read from the wire to `out` and returns its type letter
+/// (as `write_value` would for the decoded value).
+fn write_view(value: ValueView<'_>, out: &mut String) -> char {
+    use std::fmt::Write;
+    match value {
+        ValueView::Unset => 'n',
+        ValueView::Text(s) => {
+            out.push_str(s);
+            's'
+        }
+        ValueView::Bool(b) => {
+            out.push_str(if b { "true" } else { "false" });
+            'b'
+        }
+        ValueView::Int(i) => {
+            let _ = write!(out, "{i}");
+            'i'
+        }
+        ValueView::Double(d) => {
+            let _ = write!(out, "{d}");
+            'd'
+        }
+        ValueView::Bytes(b) => {
+            out.push_str(&hex(b));
+            'y'
+        }
+        // Arrays, lists and string-table indexes are rare: decoded to print them as OTLP
+        // JSON, as the decoded form does. The bytes were checked when the batch was staged.
+        ValueView::Other(body) => {
+            let decoded = AnyValue::decode(body).unwrap_or_default();
+            write_value(decoded.value.as_ref(), out)
+        }
+    }
+}
+
+/// The text of a value read from the wire (see `write_view`).
+pub(crate) fn view_text(value: ValueView<'_>) -> String {
+    let mut text = String::new();
+    write_view(value, &mut text);
+    text
+}
+
+/// Builds one `Map<Utf8, Utf8>` column and its type-letter column, a row at a time.
 struct AttrColumn {
     keys: StringBuilder,
     values: StringBuilder,
@@ -161,70 +206,55 @@ struct AttrColumn {
     scratch: String,
 }
 
-/// What one attribute column will hold, measured before it is built so that its buffers
-/// are allocated once: growing them meant copies and freshly faulted pages for every chunk.
-#[derive(Debug, Default, Clone, Copy)]
-struct AttrSize {
-    rows: usize,
-    items: usize,
-    key_bytes: usize,
-    value_bytes: usize,
-}
-
-/// Room for a value that is not a string (its text form is written later).
-const NON_STRING_BYTES: usize = 24;
-
-impl AttrSize {
-    fn add(&mut self, attrs: &[KeyValue]) {
-        use any_value::Value;
-        self.rows += 1;
-        self.items += attrs.len();
-        for kv in attrs {
-            self.key_bytes += kv.key.len();
-            self.value_bytes += match kv.value.as_ref().and_then(|v| v.value.as_ref()) {
-                Some(Value::StringValue(s)) => s.len(),
-                _ => NON_STRING_BYTES,
-            };
-        }
-    }
-}
-
 impl AttrColumn {
-    fn with_size(size: AttrSize) -> Self {
-        let mut offsets = Vec::with_capacity(size.rows + 1);
+    /// Room for `rows` rows whose attributes take about `bytes` bytes on the wire (keys
+    /// and values take less than their encoding, so the buffers are allocated once).
+    fn with_capacity(rows: usize, bytes: usize) -> Self {
+        let mut offsets = Vec::with_capacity(rows + 1);
         offsets.push(0);
+        let items = bytes / 16;
         Self {
-            keys: StringBuilder::with_capacity(size.items, size.key_bytes),
-            values: StringBuilder::with_capacity(size.items, size.value_bytes),
+            keys: StringBuilder::with_capacity(items, bytes / 2),
+            values: StringBuilder::with_capacity(items, bytes),
             offsets,
-            types: StringBuilder::with_capacity(size.rows, size.items),
+            types: StringBuilder::with_capacity(rows, items),
             letters: String::new(),
             scratch: String::new(),
         }
     }
 
-    fn push(&mut self, attrs: &[KeyValue]) {
-        use any_value::Value;
-        self.letters.clear();
-        for kv in attrs {
-            self.keys.append_value(&kv.key);
-            // Strings, most values, go in without an intermediate copy.
-            let letter = match kv.value.as_ref().and_then(|v| v.value.as_ref()) {
-                Some(Value::StringValue(s)) => {
-                    self.values.append_value(s);
-                    's'
-                }
-                other => {
-                    self.scratch.clear();
-                    let letter = write_value(other, &mut self.scratch);
-                    self.values.append_value(&self.scratch);
-                    letter
-                }
-            };
-            self.letters.push(letter);
-        }
+    fn item(&mut self, key: &str, value: ValueView<'_>) {
+        self.keys.append_value(key);
+        // Strings, most values, go in without an intermediate copy.
+        let letter = match value {
+            ValueView::Text(s) => {
+                self.values.append_value(s);
+                's'
+            }
+            other => {
+                self.scratch.clear();
+                let letter = write_view(other, &mut self.scratch);
+                self.values.append_value(&self.scratch);
+                letter
+            }
+        };
+        self.letters.push(letter);
+    }
+
+    /// Ends the row whose items were added since the last one.
+    fn end_row(&mut self) {
         self.offsets.push(self.keys.len() as i32);
         self.types.append_value(&self.letters);
+        self.letters.clear();
+    }
+
+    /// One row holding the attributes in `field` of each of `bodies`.
+    fn push_bodies(&mut self, bodies: &[&[u8]], field: u32) -> Result<(), StoreError> {
+        for body in bodies {
+            for_each_attribute(body, field, |key, value| self.item(key, value))?;
+        }
+        self.end_row();
+        Ok(())
     }
 
     fn finish(mut self) -> Result<[ArrayRef; 2], StoreError> {
@@ -263,163 +293,166 @@ fn list_of(
     )?))
 }
 
-#[derive(Default)]
 struct Events {
     time: TimestampNanosecondBuilder,
     name: StringBuilder,
     dropped: UInt32Builder,
+    attrs: AttrColumn,
     offsets: Vec<i32>,
     count: i32,
 }
 
-#[derive(Default)]
 struct Links {
-    trace_id: Option<FixedSizeBinaryBuilder>,
-    span_id: Option<FixedSizeBinaryBuilder>,
+    trace_id: FixedSizeBinaryBuilder,
+    span_id: FixedSizeBinaryBuilder,
     trace_state: StringBuilder,
     dropped: UInt32Builder,
     flags: UInt32Builder,
+    attrs: AttrColumn,
     offsets: Vec<i32>,
     count: i32,
 }
 
 /// The plain text columns of a row, in schema order.
 fn texts<'a>(row: &SpanRef<'a>) -> [&'a str; 8] {
-    let (span, origin) = (row.span, &row.origin);
-    let status = span.status.as_ref();
+    let span = &row.span;
     [
-        span.trace_state.as_str(),
-        origin.tenant,
-        origin.service,
-        span.name.as_str(),
+        span.trace_state,
+        row.origin.tenant,
+        row.origin.service,
+        span.name,
         kind_name(span.kind),
-        status_name(status.map_or(0, |s| s.code)),
-        status.map_or("", |s| s.message.as_str()),
-        origin.scope.name.as_str(),
+        status_name(span.status_code),
+        span.status_message,
+        row.origin.scope.name,
     ]
 }
 
-/// Exact sizes of every variable-length buffer of a batch of `rows`.
+/// The values of the promoted attributes of one span: for each, the first attribute with
+/// its key among the span's, then the resource's; then the same for its newer name.
 #[derive(Default)]
-struct Sizes {
-    texts: [usize; 8],
-    scope_version: usize,
-    resource: AttrSize,
-    span: AttrSize,
-    scope: AttrSize,
-    events: usize,
-    event_names: usize,
-    event: AttrSize,
-    links: usize,
-    link_states: usize,
-    link: AttrSize,
+struct Promoted<'a> {
+    /// [promoted column][key or newer key][span or resource]
+    found: [[[Option<ValueView<'a>>; 2]; 2]; PROMOTED.len()],
 }
 
-impl Sizes {
-    fn of(rows: &[SpanRef<'_>]) -> Self {
-        let mut sizes = Sizes::default();
-        for row in rows {
-            for (total, text) in sizes.texts.iter_mut().zip(texts(row)) {
-                *total += text.len();
-            }
-            sizes.scope_version += row.origin.scope.version.len();
-            sizes.resource.add(&row.origin.resource.attributes);
-            sizes.span.add(&row.span.attributes);
-            sizes.scope.add(&row.origin.scope.attributes);
-            for event in &row.span.events {
-                sizes.events += 1;
-                sizes.event_names += event.name.len();
-                sizes.event.add(&event.attributes);
-            }
-            for link in &row.span.links {
-                sizes.links += 1;
-                sizes.link_states += link.trace_state.len();
-                sizes.link.add(&link.attributes);
-            }
+impl<'a> Promoted<'a> {
+    fn see(&mut self, source: usize, key: &str, value: ValueView<'a>) {
+        for (slot, (old, newer, _, _)) in self.found.iter_mut().zip(PROMOTED) {
+            let which = if key == old {
+                0
+            } else if !newer.is_empty() && key == newer {
+                1
+            } else {
+                continue;
+            };
+            slot[which][source].get_or_insert(value);
         }
-        sizes
+    }
+
+    fn value(&self, column: usize) -> Option<ValueView<'a>> {
+        let [key, newer] = &self.found[column];
+        // The first attribute with a key decides for its source; one without a value
+        // leaves the lookup to the next source.
+        [key[0], key[1], newer[0], newer[1]]
+            .into_iter()
+            .flatten()
+            .find(|value| *value != ValueView::Unset)
     }
 }
 
 /// Converts spans into one record batch of the span table, in the order given.
-pub fn spans_to_batch(rows: &[SpanRef<'_>]) -> Result<RecordBatch, StoreError> {
+pub(crate) fn spans_to_batch(rows: &[SpanRef<'_>]) -> Result<RecordBatch, StoreError> {
     let n = rows.len();
-    let sizes = Sizes::of(rows);
+    let span_bytes: usize = rows.iter().map(|r| r.span.body.len()).sum();
+    let resource_bytes: usize = rows.iter().map(|r| text_bytes(&r.origin.resource)).sum();
+    let scope_bytes: usize = rows
+        .iter()
+        .map(|r| text_bytes(&r.origin.scope_attributes))
+        .sum();
     let mut trace_id = FixedSizeBinaryBuilder::with_capacity(n, 16);
     let mut span_id = FixedSizeBinaryBuilder::with_capacity(n, 8);
     let mut parent = BinaryBuilder::with_capacity(n, n * 8);
-    let mut strings: [StringBuilder; 8] =
-        std::array::from_fn(|i| StringBuilder::with_capacity(n, sizes.texts[i]));
+    let mut strings: [StringBuilder; 8] = std::array::from_fn(|_| StringBuilder::new());
     let mut flags = UInt32Builder::with_capacity(n);
     let mut start = TimestampNanosecondBuilder::with_capacity(n);
     let mut end = TimestampNanosecondBuilder::with_capacity(n);
     let mut duration = Int64Builder::with_capacity(n);
-    let (mut resource_attrs, mut span_attrs, mut scope_attrs) = (
-        AttrColumn::with_size(sizes.resource),
-        AttrColumn::with_size(sizes.span),
-        AttrColumn::with_size(sizes.scope),
-    );
+    let mut resource_attrs = AttrColumn::with_capacity(n, resource_bytes);
+    let mut span_attrs = AttrColumn::with_capacity(n, span_bytes);
+    let mut scope_attrs = AttrColumn::with_capacity(n, scope_bytes);
     let mut promoted_str: Vec<StringBuilder> = (0..4)
         .map(|_| StringBuilder::with_capacity(n, n * 8))
         .collect();
     let mut promoted_int = Int64Builder::with_capacity(n);
     let mut dropped: Vec<UInt32Builder> = (0..3).map(|_| UInt32Builder::with_capacity(n)).collect();
     let mut events = Events {
-        time: TimestampNanosecondBuilder::with_capacity(sizes.events),
-        name: StringBuilder::with_capacity(sizes.events, sizes.event_names),
-        dropped: UInt32Builder::with_capacity(sizes.events),
+        time: TimestampNanosecondBuilder::new(),
+        name: StringBuilder::new(),
+        dropped: UInt32Builder::new(),
+        attrs: AttrColumn::with_capacity(0, 0),
         offsets: Vec::with_capacity(n + 1),
         count: 0,
     };
     events.offsets.push(0);
-    let mut event_attrs = AttrColumn::with_size(sizes.event);
     let mut links = Links {
-        trace_id: Some(FixedSizeBinaryBuilder::with_capacity(sizes.links, 16)),
-        span_id: Some(FixedSizeBinaryBuilder::with_capacity(sizes.links, 8)),
-        trace_state: StringBuilder::with_capacity(sizes.links, sizes.link_states),
-        dropped: UInt32Builder::with_capacity(sizes.links),
-        flags: UInt32Builder::with_capacity(sizes.links),
+        trace_id: FixedSizeBinaryBuilder::new(16),
+        span_id: FixedSizeBinaryBuilder::new(8),
+        trace_state: StringBuilder::new(),
+        dropped: UInt32Builder::new(),
+        flags: UInt32Builder::new(),
+        attrs: AttrColumn::with_capacity(0, 0),
         offsets: Vec::with_capacity(n + 1),
         count: 0,
     };
     links.offsets.push(0);
-    let mut link_attrs = AttrColumn::with_size(sizes.link);
 
     for row in rows {
-        let (span, origin) = (row.span, &row.origin);
-        trace_id.append_value(fixed::<16>(&span.trace_id))?;
-        span_id.append_value(fixed::<8>(&span.span_id))?;
+        let span = &row.span;
+        trace_id.append_value(fixed::<16>(span.trace_id))?;
+        span_id.append_value(fixed::<8>(span.span_id))?;
         if span.parent_span_id.is_empty() {
             parent.append_null();
         } else {
-            parent.append_value(&span.parent_span_id);
+            parent.append_value(span.parent_span_id);
         }
         for (builder, text) in strings.iter_mut().zip(texts(row)) {
             builder.append_value(text);
         }
         flags.append_value(span.flags);
-        let (s, e) = (span.start_time_unix_nano, span.end_time_unix_nano);
-        start.append_value(s as i64);
-        end.append_value(e as i64);
-        duration.append_value(e.saturating_sub(s) as i64);
-        resource_attrs.push(&origin.resource.attributes);
-        span_attrs.push(&span.attributes);
-        scope_attrs.push(&origin.scope.attributes);
-        push_promoted(span, origin.resource, &mut promoted_str, &mut promoted_int);
+        start.append_value(span.start as i64);
+        end.append_value(span.end as i64);
+        duration.append_value(span.end.saturating_sub(span.start) as i64);
+        let mut promoted = Promoted::default();
+        for &(key, value) in &row.origin.resource {
+            resource_attrs.item(key, value);
+            promoted.see(1, key, value);
+        }
+        resource_attrs.end_row();
+        span.for_each_attribute(|key, value| {
+            span_attrs.item(key, value);
+            promoted.see(0, key, value);
+        })?;
+        span_attrs.end_row();
+        for &(key, value) in &row.origin.scope_attributes {
+            scope_attrs.item(key, value);
+        }
+        scope_attrs.end_row();
+        push_promoted(&promoted, &mut promoted_str, &mut promoted_int);
         for (builder, value) in dropped.iter_mut().zip([
-            span.dropped_attributes_count,
-            span.dropped_events_count,
-            span.dropped_links_count,
+            span.dropped_attributes,
+            span.dropped_events,
+            span.dropped_links,
         ]) {
             builder.append_value(value);
         }
-        push_events(span, &mut events, &mut event_attrs);
-        push_links(span, &mut links, &mut link_attrs)?;
+        push_events(span, &mut events)?;
+        push_links(span, &mut links)?;
     }
 
-    let mut scope_version = StringBuilder::with_capacity(n, sizes.scope_version);
+    let mut scope_version = StringBuilder::new();
     for row in rows {
-        scope_version.append_value(&row.origin.scope.version);
+        scope_version.append_value(row.origin.scope.version);
     }
     let [
         s_trace_state,
@@ -462,8 +495,8 @@ pub fn spans_to_batch(rows: &[SpanRef<'_>]) -> Result<RecordBatch, StoreError> {
             columns.push(Arc::new(b.finish()));
         }
     }
-    columns.push(finish_events(events, event_attrs)?);
-    columns.push(finish_links(links, link_attrs)?);
+    columns.push(finish_events(events)?);
+    columns.push(finish_links(links)?);
     columns.extend([
         s_scope,
         Arc::new(scope_version.finish()) as ArrayRef,
@@ -476,6 +509,18 @@ pub fn spans_to_batch(rows: &[SpanRef<'_>]) -> Result<RecordBatch, StoreError> {
     Ok(RecordBatch::try_new(schema::span_schema(), columns)?)
 }
 
+/// About the bytes the keys and values of `attributes` take as text (room to allocate).
+fn text_bytes(attributes: &[Attribute<'_>]) -> usize {
+    let value = |v: &ValueView<'_>| match v {
+        ValueView::Text(text) => text.len(),
+        _ => NON_STRING_BYTES,
+    };
+    attributes.iter().map(|(k, v)| k.len() + value(v)).sum()
+}
+
+/// Room for a value that is not a string (its text form is written later).
+const NON_STRING_BYTES: usize = 24;
+
 /// Ids of the wrong length (malformed input) are stored as zeros rather than failing the block.
 fn fixed<const N: usize>(id: &[u8]) -> [u8; N] {
     let mut out = [0u8; N];
@@ -485,66 +530,62 @@ fn fixed<const N: usize>(id: &[u8]) -> [u8; N] {
     out
 }
 
-fn push_promoted(
-    span: &Span,
-    resource: &Resource,
-    strings: &mut [StringBuilder],
-    int: &mut Int64Builder,
-) {
+fn push_promoted(promoted: &Promoted<'_>, strings: &mut [StringBuilder], int: &mut Int64Builder) {
     let mut next = strings.iter_mut();
-    for (key, newer, _, is_int) in PROMOTED {
-        let value = lookup(span, resource, key).or_else(|| lookup(span, resource, newer));
+    for (column, (_, _, _, is_int)) in PROMOTED.into_iter().enumerate() {
+        let value = promoted.value(column);
         if is_int {
             int.append_option(match value {
-                Some(any_value::Value::IntValue(i)) => Some(*i),
-                Some(any_value::Value::StringValue(s)) => s.parse().ok(),
+                Some(ValueView::Int(i)) => Some(i),
+                Some(ValueView::Text(s)) => s.parse().ok(),
                 _ => None,
             });
         } else if let Some(builder) = next.next() {
             builder.append_option(match value {
-                Some(any_value::Value::StringValue(s)) => Some(s.as_str()),
+                Some(ValueView::Text(s)) => Some(s),
                 _ => None,
             });
         }
     }
 }
 
-fn lookup<'a>(span: &'a Span, resource: &'a Resource, key: &str) -> Option<&'a any_value::Value> {
-    if key.is_empty() {
-        return None;
-    }
-    find(&span.attributes, key).or_else(|| find(&resource.attributes, key))
-}
-
-fn push_events(span: &Span, events: &mut Events, attrs: &mut AttrColumn) {
-    for event in &span.events {
-        events.time.append_value(event.time_unix_nano as i64);
-        events.name.append_value(&event.name);
-        events.dropped.append_value(event.dropped_attributes_count);
-        attrs.push(&event.attributes);
-        events.count += 1;
-    }
-    events.offsets.push(events.count);
-}
-
-fn push_links(span: &Span, links: &mut Links, attrs: &mut AttrColumn) -> Result<(), StoreError> {
-    for link in &span.links {
-        if let (Some(t), Some(s)) = (links.trace_id.as_mut(), links.span_id.as_mut()) {
-            t.append_value(fixed::<16>(&link.trace_id))?;
-            s.append_value(fixed::<8>(&link.span_id))?;
+fn push_events(span: &SpanView<'_>, events: &mut Events) -> Result<(), StoreError> {
+    let mut failed = None;
+    span.for_each_event(|event| {
+        events.time.append_value(event.time as i64);
+        events.name.append_value(event.name);
+        events.dropped.append_value(event.dropped_attributes);
+        if let Err(e) = events.attrs.push_bodies(&[event.body], EVENT_ATTRIBUTES) {
+            failed = Some(e);
         }
-        links.trace_state.append_value(&link.trace_state);
-        links.dropped.append_value(link.dropped_attributes_count);
-        links.flags.append_value(link.flags);
-        attrs.push(&link.attributes);
-        links.count += 1;
-    }
-    links.offsets.push(links.count);
-    Ok(())
+        events.count += 1;
+    })?;
+    events.offsets.push(events.count);
+    failed.map_or(Ok(()), Err)
 }
 
-fn finish_events(mut e: Events, attrs: AttrColumn) -> Result<ArrayRef, StoreError> {
-    let [a, t] = attrs.finish()?;
+fn push_links(span: &SpanView<'_>, links: &mut Links) -> Result<(), StoreError> {
+    let mut failed = None;
+    span.for_each_link(|link| {
+        let ids = links
+            .trace_id
+            .append_value(fixed::<16>(link.trace_id))
+            .and_then(|()| links.span_id.append_value(fixed::<8>(link.span_id)));
+        let attrs = links.attrs.push_bodies(&[link.body], LINK_ATTRIBUTES);
+        if let Err(e) = ids.map_err(StoreError::from).and(attrs) {
+            failed = Some(e);
+        }
+        links.trace_state.append_value(link.trace_state);
+        links.dropped.append_value(link.dropped_attributes);
+        links.flags.append_value(link.flags);
+        links.count += 1;
+    })?;
+    links.offsets.push(links.count);
+    failed.map_or(Ok(()), Err)
+}
+
+fn finish_events(mut e: Events) -> Result<ArrayRef, StoreError> {
+    let [a, t] = e.attrs.finish()?;
     let children: Vec<ArrayRef> = vec![
         Arc::new(e.time.finish().with_timezone("UTC")),
         Arc::new(e.name.finish()),
@@ -555,21 +596,17 @@ fn finish_events(mut e: Events, attrs: AttrColumn) -> Result<ArrayRef, StoreErro
     list_of(schema::event_fields(), children, e.offsets)
 }
 
-fn finish_links(mut l: Links, attrs: AttrColumn) -> Result<ArrayRef, StoreError> {
-    let [a, t] = attrs.finish()?;
-    let mut ids: Vec<ArrayRef> = Vec::new();
-    for builder in [l.trace_id.take(), l.span_id.take()].into_iter().flatten() {
-        let mut builder = builder;
-        ids.push(Arc::new(builder.finish()));
-    }
-    let mut children = ids;
-    children.extend([
-        Arc::new(l.trace_state.finish()) as ArrayRef,
+fn finish_links(mut l: Links) -> Result<ArrayRef, StoreError> {
+    let [a, t] = l.attrs.finish()?;
+    let children: Vec<ArrayRef> = vec![
+        Arc::new(l.trace_id.finish()),
+        Arc::new(l.span_id.finish()),
+        Arc::new(l.trace_state.finish()),
         a,
         t,
         Arc::new(l.dropped.finish()),
         Arc::new(l.flags.finish()),
-    ]);
+    ];
     list_of(schema::link_fields(), children, l.offsets)
 }
 

@@ -6,7 +6,7 @@ use crate::component::tenant::validate_tenant_id;
 
 use super::StoreError;
 
-const NANOS_PER_HOUR: u64 = 3_600_000_000_000;
+pub(super) const NANOS_PER_HOUR: u64 = 3_600_000_000_000;
 
 /// One hour of one tenant's data: the unit of partitioning and of retention.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]

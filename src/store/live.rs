@@ -4,13 +4,9 @@
 use std::collections::{BTreeSet, HashSet};
 use std::sync::Arc;
 
-use arrow::array::{
-    BooleanArray, FixedSizeBinaryArray, MapArray, RecordBatch, TimestampNanosecondArray,
-};
-use arrow::compute::filter_record_batch;
+use arrow::array::{FixedSizeBinaryArray, MapArray, RecordBatch, TimestampNanosecondArray};
 use opentelemetry_proto::tonic::trace::v1::ResourceSpans;
 
-use super::decode::batches_to_resource_spans;
 use super::reader::StoreReader;
 use super::search::map_matches;
 use super::summary::{TraceSummary, fixed_id, merge_by_trace};
@@ -47,24 +43,18 @@ pub struct QuerySource {
 
 /// The spans of one trace among `chunks`, grouped by resource and scope.
 pub fn rows_trace(chunks: &[Rows], trace_id: &[u8]) -> Vec<ResourceSpans> {
-    let mut parts = Vec::new();
+    let mut out = Vec::new();
     for chunk in chunks {
         // A chunk holds a partial summary of every trace it has spans of.
         if !chunk.summaries.iter().any(|t| t.trace_id == trace_id) {
             continue;
         }
-        let Some(ids) = column::<FixedSizeBinaryArray>(&chunk.spans, "trace_id") else {
-            continue;
-        };
-        let mask: BooleanArray = ids.iter().map(|id| Some(id == Some(trace_id))).collect();
-        if let Ok(rows) = filter_record_batch(&chunk.spans, &mask) {
-            parts.push(rows);
+        match chunk.trace(trace_id) {
+            Ok(groups) => out.extend(groups),
+            Err(error) => tracing::warn!(%error, "uncommitted spans could not be read back"),
         }
     }
-    batches_to_resource_spans(&parts).unwrap_or_else(|error| {
-        tracing::warn!(%error, "uncommitted spans could not be read back");
-        Vec::new()
-    })
+    out
 }
 
 /// One summary per trace among `chunks` that overlaps `window`.
@@ -82,7 +72,14 @@ pub fn rows_summaries(chunks: &[Rows], window: TimeWindow) -> Vec<TraceSummary> 
 pub fn rows_scan(chunks: &[Rows], window: TimeWindow, predicate: &SpanPredicate) -> Vec<[u8; 16]> {
     let mut ids = BTreeSet::new();
     for chunk in chunks {
-        let batch = &chunk.spans;
+        let batch = match chunk.spans_batch() {
+            Ok(batch) => batch,
+            Err(error) => {
+                tracing::warn!(%error, "uncommitted spans could not be searched");
+                continue;
+            }
+        };
+        let batch = &batch;
         let (Some(trace_ids), Some(starts), Some(own), Some(resource)) = (
             column::<FixedSizeBinaryArray>(batch, "trace_id"),
             column::<TimestampNanosecondArray>(batch, "start_time"),

@@ -6,6 +6,7 @@
 //! last: a block without its index object is invisible.
 
 pub mod bloom;
+pub mod chunk;
 pub mod compaction;
 pub mod convert;
 pub mod decode;
@@ -124,6 +125,8 @@ pub enum StoreError {
     Tenant(String),
     #[error("unexpected column {0}: the file was not written by this store version")]
     Column(String),
+    #[error("span bytes: {0}")]
+    Spans(String),
     #[error("upload failed: {0}")]
     Upload(String),
     #[error("write-ahead log: {0}")]

@@ -9,15 +9,14 @@ use opentelemetry_proto::tonic::resource::v1::Resource;
 use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span, Status};
 use tokio::time::Instant;
 
-use super::convert::{Origin, SpanRef, SpanRow, service_of};
 use super::index::BlockMeta;
 use super::layout::Layout;
 use super::live::{merge_spans, rows_scan, rows_summaries, rows_trace};
 use super::location::Location;
 use super::reader::{ReadStats, StoreReader};
-use super::summary::summarise;
+use super::summary::{TraceSummary, merge_by_trace};
 use super::testdata::{self, flatten, i, s};
-use super::writer::{BlockWriter, WriterConfig, write_block};
+use super::writer::{BlockWriter, WriterConfig, stage_decoded, write_block};
 use super::{SpanPredicate, TimeWindow};
 
 /// 2026-11-27T16:00:00Z
@@ -186,29 +185,18 @@ async fn summary_columns_are_written_and_read_back() {
 
 #[test]
 fn merging_two_parts_of_a_trace_takes_the_root_from_the_part_that_has_it() {
-    let origin = |service: &str| {
-        Arc::new(Origin {
-            tenant: "acme".into(),
-            service: service.into(),
-            resource: Resource::default(),
-            scope: InstrumentationScope::default(),
-        })
-    };
-    let row = |service: &str, span: Span| SpanRow {
-        origin: origin(service),
-        span,
-    };
+    let row = |service: &str, span: Span| (service.to_string(), span);
     let child = [row("payment", span(7, 2, Some(1), "charge", 50, 400, 2))];
     let root = [
         row("frontend", span(7, 1, None, "GET /", 100, 300, 0)),
         row("frontend", span(7, 3, Some(1), "render", 120, 500, 1)),
     ];
-    let mut merged = summarise(&refs(&child), &[]);
+    let mut merged = summary_of(&child, &[]);
     assert_eq!(
         (merged.has_root, merged.root_name.as_str()),
         (false, "charge")
     );
-    merged.merge(summarise(&refs(&root), &[]));
+    merged.merge(summary_of(&root, &[]));
     assert!(merged.has_root);
     assert_eq!(
         (merged.root_service.as_str(), merged.root_name.as_str()),
@@ -224,12 +212,12 @@ fn merging_two_parts_of_a_trace_takes_the_root_from_the_part_that_has_it() {
     assert_eq!(merged.error_services, set(["payment"]));
     assert_eq!(merged.operations.len(), 3);
     // Without errors the root's own status wins over an OK child.
-    let mut calm = summarise(&refs(&root[1..]), &[]);
-    calm.merge(summarise(&refs(&root[..1]), &[]));
+    let mut calm = summary_of(&root[1..], &[]);
+    calm.merge(summary_of(&root[..1], &[]));
     assert_eq!((calm.status.as_str(), calm.has_root), ("unset", true));
     // Merging in either order gives the same summary.
-    let mut other_way = summarise(&refs(&root), &[]);
-    other_way.merge(summarise(&refs(&child), &[]));
+    let mut other_way = summary_of(&root, &[]);
+    other_way.merge(summary_of(&child, &[]));
     assert_eq!(other_way, merged);
 }
 
@@ -531,29 +519,35 @@ fn summaries_of_live_rows_agree_with_summarise() {
     };
     let live = rows_summaries(&rows, window);
     assert_eq!(live.len(), 2);
-    let owned: Vec<SpanRow> = batch
-        .iter()
-        .flat_map(|rs| {
-            let resource = rs.resource.clone().unwrap_or_default();
-            rs.scope_spans.iter().flat_map(move |ss| {
-                let origin = Arc::new(Origin {
-                    tenant: "acme".into(),
-                    service: service_of(&resource),
-                    resource: resource.clone(),
-                    scope: ss.scope.clone().unwrap_or_default(),
-                });
-                ss.spans.iter().map(move |span| SpanRow {
-                    origin: origin.clone(),
-                    span: span.clone(),
-                })
-            })
-        })
-        .filter(|r| r.span.trace_id == [0x11; 16])
-        .collect();
-    let direct = summarise(&refs(&owned), &config().indexed_attributes);
-    assert_eq!(live[0], direct);
+    // The whole batch staged at once: each trace's spans summarised together.
+    let direct = merge_by_trace(
+        stage_decoded(&batch, 0, &config().indexed_attributes)
+            .unwrap()
+            .iter()
+            .flat_map(|staged| staged.chunk.summaries.iter()),
+    );
+    let direct = direct.into_iter().find(|t| t.trace_id == [0x11; 16]);
+    assert_eq!(Some(&live[0]), direct.as_ref());
 }
 
-fn refs(rows: &[SpanRow]) -> Vec<SpanRef<'_>> {
-    rows.iter().map(SpanRow::borrowed).collect()
+/// The summary the store makes of one trace's spans, given as (service, span) rows.
+fn summary_of(rows: &[(String, Span)], indexed: &[String]) -> TraceSummary {
+    let batch: Vec<ResourceSpans> = rows
+        .iter()
+        .map(|(service, span)| ResourceSpans {
+            resource: Some(Resource {
+                attributes: vec![s("service.name", service)],
+                ..Default::default()
+            }),
+            scope_spans: vec![ScopeSpans {
+                spans: vec![span.clone()],
+                ..Default::default()
+            }],
+            ..Default::default()
+        })
+        .collect();
+    let staged = stage_decoded(&batch, 0, indexed).unwrap();
+    let mut traces = merge_by_trace(staged.iter().flat_map(|s| s.chunk.summaries.iter()));
+    assert_eq!(traces.len(), 1, "one trace");
+    traces.remove(0)
 }

@@ -2,9 +2,10 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-use opentelemetry_proto::tonic::common::v1::{AnyValue, any_value};
+use crate::component::wire::view::ValueView;
 
-use super::convert::{SpanRef, encode_value};
+use super::StoreError;
+use super::convert::{SpanRef, view_text};
 
 const STATUS_OK: i32 = 1;
 const STATUS_ERROR: i32 = 2;
@@ -103,40 +104,41 @@ pub fn merge_by_trace<'a>(parts: impl Iterator<Item = &'a TraceSummary>) -> Vec<
 }
 
 /// Splits spans sorted by trace id into runs of one trace each.
-pub fn trace_runs<'s, 'a>(rows: &'s [SpanRef<'a>]) -> impl Iterator<Item = &'s [SpanRef<'a>]> {
+pub(crate) fn trace_runs<'s, 'a>(
+    rows: &'s [SpanRef<'a>],
+) -> impl Iterator<Item = &'s [SpanRef<'a>]> {
     rows.chunk_by(|a, b| a.span.trace_id == b.span.trace_id)
 }
 
 /// Summarises the spans of one trace (`run` must not be empty to say anything useful;
 /// an empty run gives the default summary).
-pub fn summarise(run: &[SpanRef<'_>], indexed: &[String]) -> TraceSummary {
+pub(crate) fn summarise(
+    run: &[SpanRef<'_>],
+    indexed: &[String],
+) -> Result<TraceSummary, StoreError> {
     let Some(first) = run.first() else {
-        return TraceSummary::default();
+        return Ok(TraceSummary::default());
     };
     let mut t = TraceSummary {
-        trace_id: fixed_id(&first.span.trace_id),
+        trace_id: fixed_id(first.span.trace_id),
         start_unix_nano: u64::MAX,
         ..Default::default()
     };
     let root = run.iter().find(|r| r.span.parent_span_id.is_empty());
     t.has_root = root.is_some();
     // Without its root, the earliest span stands in for it.
-    let stand_in = root.or_else(|| run.iter().min_by_key(|r| r.span.start_time_unix_nano));
+    let stand_in = root.or_else(|| run.iter().min_by_key(|r| r.span.start));
     if let Some(root) = stand_in {
         t.root_service = root.origin.service.to_string();
-        t.root_name = root.span.name.clone();
+        t.root_name = root.span.name.to_string();
     }
     let mut any_ok = false;
     for row in run {
-        add_span(&mut t, row, indexed);
-        any_ok |= code(row) == STATUS_OK;
+        add_span(&mut t, row, indexed)?;
+        any_ok |= row.span.status_code == STATUS_OK;
     }
-    t.status = status_of(t.error_count, root.map(code), any_ok).to_string();
-    t
-}
-
-fn code(row: &SpanRef<'_>) -> i32 {
-    row.span.status.as_ref().map_or(0, |s| s.code)
+    t.status = status_of(t.error_count, root.map(|r| r.span.status_code), any_ok).to_string();
+    Ok(t)
 }
 
 fn status_of(errors: u32, root_code: Option<i32>, any_ok: bool) -> &'static str {
@@ -149,13 +151,13 @@ fn status_of(errors: u32, root_code: Option<i32>, any_ok: bool) -> &'static str 
     }
 }
 
-fn add_span(t: &mut TraceSummary, row: &SpanRef<'_>, indexed: &[String]) {
-    let span = row.span;
+fn add_span(t: &mut TraceSummary, row: &SpanRef<'_>, indexed: &[String]) -> Result<(), StoreError> {
+    let span = &row.span;
     let service = row.origin.service;
-    t.start_unix_nano = t.start_unix_nano.min(span.start_time_unix_nano);
-    t.end_unix_nano = t.end_unix_nano.max(span.end_time_unix_nano);
+    t.start_unix_nano = t.start_unix_nano.min(span.start);
+    t.end_unix_nano = t.end_unix_nano.max(span.end);
     t.span_count += 1;
-    if code(row) == STATUS_ERROR {
+    if span.status_code == STATUS_ERROR {
         t.error_count += 1;
         if !t.error_services.contains(service) {
             t.error_services.insert(service.to_string());
@@ -167,40 +169,40 @@ fn add_span(t: &mut TraceSummary, row: &SpanRef<'_>, indexed: &[String]) {
     let known = t
         .operations
         .iter()
-        .any(|(s, n)| s == service && *n == span.name);
+        .any(|(s, n)| s == service && n == span.name);
     if !known {
         t.operations
-            .insert((service.to_string(), span.name.clone()));
+            .insert((service.to_string(), span.name.to_string()));
     }
-    let all = span
-        .attributes
-        .iter()
-        .chain(&row.origin.resource.attributes);
-    for kv in all {
-        if indexed.contains(&kv.key) {
-            add_value(&mut t.attributes, &kv.key, kv.value.as_ref());
+    if indexed.is_empty() {
+        return Ok(());
+    }
+    let mut add = |key: &str, value: ValueView<'_>| {
+        if indexed.iter().any(|k| k == key) {
+            add_value(&mut t.attributes, key, value);
         }
+    };
+    span.for_each_attribute(&mut add)?;
+    for &(key, value) in &row.origin.resource {
+        add(key, value);
     }
+    Ok(())
 }
 
 /// Adds an indexed attribute's value to the trace's distinct values. Most spans repeat
 /// values the trace already holds, so nothing is allocated unless the key or value is new.
-fn add_value(
-    attributes: &mut BTreeMap<String, BTreeSet<String>>,
-    key: &str,
-    value: Option<&AnyValue>,
-) {
+fn add_value(attributes: &mut BTreeMap<String, BTreeSet<String>>, key: &str, value: ValueView<'_>) {
     let values = match attributes.get_mut(key) {
         Some(values) => values,
         None => attributes.entry(key.to_string()).or_default(),
     };
-    if let Some(any_value::Value::StringValue(text)) = value.and_then(|v| v.value.as_ref()) {
-        if !values.contains(text.as_str()) {
-            values.insert(text.clone());
+    if let ValueView::Text(text) = value {
+        if !values.contains(text) {
+            values.insert(text.to_string());
         }
         return;
     }
-    let text = encode_value(value).1;
+    let text = view_text(value);
     if !values.contains(&text) {
         values.insert(text);
     }

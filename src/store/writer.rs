@@ -6,15 +6,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use arrow::array::{AsArray, RecordBatch};
-use arrow::compute::interleave_record_batch;
-use arrow::datatypes::TimestampNanosecondType;
+use arrow::array::RecordBatch;
 use bytes::Bytes;
 use object_store::buffered::BufWriter;
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
-use opentelemetry_proto::tonic::common::v1::InstrumentationScope;
-use opentelemetry_proto::tonic::resource::v1::Resource;
 use opentelemetry_proto::tonic::trace::v1::ResourceSpans;
 use parquet::arrow::{ArrowSchemaConverter, ArrowWriter};
 use parquet::basic::{Compression, Encoding, ZstdLevel};
@@ -24,13 +20,12 @@ use prost::Message;
 use tokio::io::AsyncWriteExt;
 use tokio::time::Instant;
 
-use crate::component::tenant::{DEFAULT_TENANT, tenant_of};
-
-use super::convert::{OriginRef, SpanRef, service_of, sort_spans, spans_to_batch};
+pub use super::chunk::{Chunk, Rows, Staged, stage, stage_decoded};
+use super::convert::spans_to_batch;
 use super::index::BlockMeta;
 use super::layout::{Layout, Partition, new_block_id};
 use super::schema;
-use super::summary::{TraceSummary, fixed_id, merge_by_trace, summarise, trace_runs};
+use super::summary::merge_by_trace;
 use super::summary_table::summary_batch;
 use super::{BlockNote, StoreError};
 
@@ -68,20 +63,6 @@ impl Default for WriterConfig {
     }
 }
 
-/// Spans buffered together: one batch's spans of one partition, already in the span
-/// table's columns (a fraction of the memory the decoded structs take), with a partial
-/// summary of each trace among them. Shared, so the encoder and readers of uncommitted
-/// spans use them without copying.
-#[derive(Debug)]
-pub struct Chunk {
-    /// Span-table rows, sorted by (trace id, start time) within the chunk.
-    pub spans: RecordBatch,
-    /// One summary per trace of the chunk (parts of one trace merge by `TraceSummary::merge`).
-    pub summaries: Vec<TraceSummary>,
-}
-
-pub type Rows = Arc<Chunk>;
-
 /// Spans of one partition waiting to become a block.
 #[derive(Debug)]
 struct Buffer {
@@ -110,7 +91,7 @@ pub struct SealedBlock {
 
 impl SealedBlock {
     pub fn span_count(&self) -> usize {
-        self.chunks.iter().map(|c| c.spans.num_rows()).sum()
+        self.chunks.iter().map(|c| c.len()).sum()
     }
 
     /// What the write-ahead log is told before the block's index is written.
@@ -164,8 +145,7 @@ impl BlockWriter {
         &self.config
     }
 
-    /// Adds the spans of a batch that the write-ahead log recorded as `seq` (measuring
-    /// their encoded size; `add_measured` when the caller knows it).
+    /// Adds decoded spans that the write-ahead log recorded as `seq` (compaction, tests).
     pub fn add(
         &mut self,
         resource_spans: &[ResourceSpans],
@@ -176,18 +156,7 @@ impl BlockWriter {
             .iter()
             .map(|rs| rs.encoded_len() as u64)
             .sum();
-        self.add_measured(resource_spans, bytes, seq, now)
-    }
-
-    /// `add` for a batch whose OTLP encoding is `bytes` long.
-    pub fn add_measured(
-        &mut self,
-        resource_spans: &[ResourceSpans],
-        bytes: u64,
-        seq: u64,
-        now: Instant,
-    ) -> Result<(), StoreError> {
-        let staged = stage(resource_spans, bytes, &self.config.indexed_attributes)?;
+        let staged = stage_decoded(resource_spans, bytes, &self.config.indexed_attributes)?;
         self.insert(staged, seq, now);
         Ok(())
     }
@@ -362,73 +331,6 @@ impl BlockWriter {
     }
 }
 
-/// One partition's share of a batch, converted and ready to buffer.
-#[derive(Debug)]
-pub struct Staged {
-    pub partition: Partition,
-    pub chunk: Chunk,
-    /// The share of the batch's OTLP bytes these spans account for.
-    pub bytes: u64,
-}
-
-/// Converts a batch into the span table's columns, one chunk per partition, with a partial
-/// summary of each trace. Pure and CPU-bound: callers run it outside the writer's lock.
-/// Every tenant and time is checked first, so a refused batch leaves no partial trace.
-pub fn stage(
-    resource_spans: &[ResourceSpans],
-    bytes: u64,
-    indexed: &[String],
-) -> Result<Vec<Staged>, StoreError> {
-    let origins: Vec<(&ResourceSpans, &str, String)> = resource_spans
-        .iter()
-        .map(|rs| {
-            let tenant = tenant_of(rs.resource.as_ref()).unwrap_or(DEFAULT_TENANT);
-            let service = rs.resource.as_ref().map(service_of).unwrap_or_default();
-            (rs, tenant, service)
-        })
-        .collect();
-    let empty = Resource::default();
-    let no_scope = InstrumentationScope::default();
-    let mut by_partition: HashMap<Partition, Vec<SpanRef<'_>>> = HashMap::new();
-    let mut total = 0u64;
-    for (rs, tenant, service) in &origins {
-        for ss in &rs.scope_spans {
-            let origin = OriginRef {
-                tenant,
-                service,
-                resource: rs.resource.as_ref().unwrap_or(&empty),
-                scope: ss.scope.as_ref().unwrap_or(&no_scope),
-            };
-            for span in &ss.spans {
-                let partition = Partition::new(tenant, span.start_time_unix_nano)?;
-                by_partition
-                    .entry(partition)
-                    .or_default()
-                    .push(SpanRef { span, origin });
-                total += 1;
-            }
-        }
-    }
-    let mut staged = Vec::with_capacity(by_partition.len());
-    for (partition, mut spans) in by_partition {
-        sort_spans(&mut spans);
-        let summaries = trace_runs(&spans)
-            .map(|run| summarise(run, indexed))
-            .collect();
-        let chunk = Chunk {
-            spans: spans_to_batch(&spans)?,
-            summaries,
-        };
-        let share = bytes.saturating_mul(spans.len() as u64) / total.max(1);
-        staged.push(Staged {
-            partition,
-            chunk,
-            bytes: share,
-        });
-    }
-    Ok(staged)
-}
-
 /// The encoded files of one block (cloning shares the bytes).
 #[derive(Clone)]
 struct Encoded {
@@ -519,57 +421,52 @@ fn to_parquet(batch: &RecordBatch, props: WriterProperties) -> Result<Vec<u8>, S
 /// Where each span of a block goes in the span table: its sort key and its place among
 /// the block's chunks.
 struct Placement {
-    /// The trace id read as a big-endian number: sorts like the bytes, compares faster.
     trace_id: u128,
-    start: i64,
+    start: u64,
     chunk: u32,
     row: u32,
 }
 
-fn placements(chunks: &[Rows]) -> Result<Vec<Placement>, StoreError> {
-    let mut out = Vec::with_capacity(chunks.iter().map(|c| c.spans.num_rows()).sum());
+fn placements(chunks: &[Rows]) -> Vec<Placement> {
+    let mut out = Vec::with_capacity(chunks.iter().map(|c| c.len()).sum());
     for (c, chunk) in chunks.iter().enumerate() {
-        let batch = &chunk.spans;
-        let ids = batch
-            .column_by_name("trace_id")
-            .and_then(|c| c.as_fixed_size_binary_opt())
-            .ok_or_else(|| StoreError::Column("trace_id".into()))?;
-        let starts = batch
-            .column_by_name("start_time")
-            .and_then(|c| c.as_primitive_opt::<TimestampNanosecondType>())
-            .ok_or_else(|| StoreError::Column("start_time".into()))?;
-        for row in 0..batch.num_rows() {
+        for (row, at) in chunk.spans().iter().enumerate() {
             out.push(Placement {
-                trace_id: u128::from_be_bytes(fixed_id(ids.value(row))),
-                start: starts.value(row),
+                trace_id: at.trace_id,
+                start: at.start,
                 chunk: c as u32,
                 row: row as u32,
             });
         }
     }
     out.sort_unstable_by_key(|p| (p.trace_id, p.start));
-    Ok(out)
+    out
 }
 
-/// Writes the chunks' rows in (trace id, start time) order, one row group at a time, so
-/// the sorted copy never exists whole.
+/// Writes the chunks' spans in (trace id, start time) order, building the span table's
+/// columns a page of rows at a time straight from the request bytes, one row group per
+/// `row_group_spans`.
 fn sorted_spans_parquet(
     chunks: &[Rows],
     order: &[Placement],
     config: &WriterConfig,
 ) -> Result<Vec<u8>, StoreError> {
-    let batches: Vec<&RecordBatch> = chunks.iter().map(|c| &c.spans).collect();
+    let origins = chunks
+        .iter()
+        .map(|c| c.origins())
+        .collect::<Result<Vec<_>, _>>()?;
     let mut out = Vec::new();
     let mut writer =
         ArrowWriter::try_new(&mut out, schema::span_schema(), Some(properties(config)?))?;
-    let mut indices = Vec::with_capacity(PAGE_ROWS);
+    let mut rows = Vec::with_capacity(PAGE_ROWS);
     for group in order.chunks(config.row_group_spans.max(1)) {
-        // Gathered a page's worth of rows at a time: the sorted copy of a whole row group
-        // would be hundreds of MiB more held while the block is encoded.
         for slice in group.chunks(PAGE_ROWS) {
-            indices.clear();
-            indices.extend(slice.iter().map(|p| (p.chunk as usize, p.row as usize)));
-            writer.write(&interleave_record_batch(&batches, &indices)?)?;
+            rows.clear();
+            for p in slice {
+                let chunk = &chunks[p.chunk as usize];
+                rows.push(chunk.row(&origins[p.chunk as usize], p.row as usize)?);
+            }
+            writer.write(&spans_to_batch(&rows)?)?;
         }
         // One row group per group of `row_group_spans`, whatever the writer buffered.
         writer.flush()?;
@@ -580,7 +477,7 @@ fn sorted_spans_parquet(
 
 /// Sorts and encodes a block (CPU-bound: run it with `spawn_blocking`).
 fn encode(block: &SealedBlock, config: &WriterConfig) -> Result<Encoded, StoreError> {
-    let order = placements(&block.chunks)?;
+    let order = placements(&block.chunks);
     let spans = sorted_spans_parquet(&block.chunks, &order, config)?;
     let summaries = merge_by_trace(block.chunks.iter().flat_map(|c| c.summaries.iter()));
     let span_times = (

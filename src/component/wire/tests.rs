@@ -6,6 +6,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
 use super::scan::TenantClaim;
+use super::view::{SpanView, request_layout};
 use super::{append_resource_attribute, decode_request, scan_request, span_ids_problem};
 use crate::component::tenant::TENANT_ATTRIBUTE;
 use crate::store::testdata;
@@ -68,6 +69,66 @@ fn assert_scan_agrees(bytes: &[u8], round: usize) {
         // Each entry's body is the encoding of exactly that resource's spans.
         let body = ResourceSpans::decode(&bytes[found.body.clone()]).expect("body");
         assert_eq!(&body, rs, "round {round}");
+    }
+    assert_view_agrees(bytes, &request, round);
+}
+
+/// Reading a valid request in place finds the decoded request's spans, fields and
+/// attribute keys, events and links.
+fn assert_view_agrees(bytes: &[u8], request: &ExportTraceServiceRequest, round: usize) {
+    let layout = request_layout(bytes).unwrap_or_else(|e| panic!("round {round}: {e}"));
+    assert_eq!(layout.len(), request.resource_spans.len(), "round {round}");
+    for (at, rs) in layout.iter().zip(&request.resource_spans) {
+        assert_eq!(at.scopes.len(), rs.scope_spans.len(), "round {round}");
+        for (scope, ss) in at.scopes.iter().zip(&rs.scope_spans) {
+            assert_eq!(scope.spans.len(), ss.spans.len(), "round {round}");
+            for (range, span) in scope.spans.iter().zip(&ss.spans) {
+                let view = SpanView::read(&bytes[range.clone()]).expect("a valid span");
+                let status = span.status.clone().unwrap_or_default();
+                assert_eq!(
+                    (view.trace_id, view.span_id, view.parent_span_id, view.name),
+                    (
+                        &span.trace_id[..],
+                        &span.span_id[..],
+                        &span.parent_span_id[..],
+                        span.name.as_str()
+                    ),
+                    "round {round}"
+                );
+                assert_eq!(
+                    (view.start, view.end, view.kind, view.flags),
+                    (
+                        span.start_time_unix_nano,
+                        span.end_time_unix_nano,
+                        span.kind,
+                        span.flags
+                    ),
+                    "round {round}"
+                );
+                assert_eq!(
+                    (view.status_code, view.status_message),
+                    (status.code, status.message.as_str()),
+                    "round {round}"
+                );
+                let mut keys = Vec::new();
+                view.for_each_attribute(|key, _| keys.push(key)).unwrap();
+                let decoded: Vec<&str> = span.attributes.iter().map(|kv| kv.key.as_str()).collect();
+                assert_eq!(keys, decoded, "round {round}");
+                let mut events = Vec::new();
+                view.for_each_event(|e| events.push((e.time, e.name)))
+                    .unwrap();
+                let decoded: Vec<_> = span
+                    .events
+                    .iter()
+                    .map(|e| (e.time_unix_nano, e.name.as_str()))
+                    .collect();
+                assert_eq!(events, decoded, "round {round}");
+                let mut links = Vec::new();
+                view.for_each_link(|l| links.push(l.span_id)).unwrap();
+                let decoded: Vec<&[u8]> = span.links.iter().map(|l| &l.span_id[..]).collect();
+                assert_eq!(links, decoded, "round {round}");
+            }
+        }
     }
 }
 
