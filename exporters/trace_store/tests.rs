@@ -259,7 +259,7 @@ async fn a_storage_outage_keeps_blocks_encoded_and_queryable_until_storage_retur
     assert_eq!(
         exporter.held("acme").await,
         (1, 0),
-        "the block waits encoded, its columns let go"
+        "the block waits encoded, its request bytes let go"
     );
     assert!(exporter.flush().await.is_err(), "still down");
     assert!(exporter.reader().blocks("acme").await.unwrap().is_empty());

@@ -9,13 +9,12 @@ use std::sync::Arc;
 
 use arrow::array::RecordBatch;
 use bytes::Bytes;
-use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::common::v1::InstrumentationScope;
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
 use prost::Message;
 
-use crate::component::tenant::{DEFAULT_TENANT, validate_tenant_id};
+use crate::component::tenant::validate_tenant_id;
 use crate::component::wire::view::{SpanView, request_layout};
 
 use super::StoreError;
@@ -23,12 +22,10 @@ use super::convert::{OriginView, SpanRef, spans_to_batch};
 use super::layout::{NANOS_PER_HOUR, Partition};
 use super::summary::{TraceSummary, fixed_id, summarise, trace_runs};
 
-/// A resource and scope of one of a batch's requests, shared by its spans.
+/// Where a resource and scope of a batch are (each occurrence of them), shared by their
+/// spans.
 #[derive(Debug)]
 struct OriginAt {
-    part: u32,
-    tenant: String,
-    service: String,
     resource: Vec<Range<usize>>,
     scope: Vec<Range<usize>>,
 }
@@ -46,8 +43,9 @@ pub(super) struct SpanAt {
 /// The spans of one partition from one batch.
 #[derive(Debug)]
 pub struct Chunk {
-    /// The batch's requests (shared by its partitions' chunks).
-    parts: Arc<[Bytes]>,
+    /// The batch's requests, as one `ExportTraceServiceRequest` encoding (shared by its
+    /// partitions' chunks).
+    bytes: Bytes,
     origins: Arc<[OriginAt]>,
     /// In (trace id, start time) order.
     spans: Vec<SpanAt>,
@@ -82,28 +80,14 @@ impl Chunk {
         &self.spans
     }
 
-    /// Bytes this chunk keeps alive: its requests (shared with the batch's other chunks)
-    /// and where its spans are.
+    /// Bytes this chunk keeps alive: its batch's requests (shared with the batch's other
+    /// chunks) and where its spans are.
     pub fn memory_size(&self) -> usize {
-        let parts: usize = self.parts.iter().map(Bytes::len).sum();
-        parts + self.spans.len() * size_of::<SpanAt>()
+        self.bytes.len() + self.spans.len() * size_of::<SpanAt>()
     }
 
     pub(super) fn origins(&self) -> Result<Origins<'_>, StoreError> {
-        let mut out = Vec::with_capacity(self.origins.len());
-        for origin in self.origins.iter() {
-            let part = &self.parts[origin.part as usize];
-            let bodies = |ranges: &[Range<usize>]| -> Vec<&[u8]> {
-                ranges.iter().map(|r| &part[r.clone()]).collect()
-            };
-            out.push(OriginView::read(
-                &origin.tenant,
-                &origin.service,
-                &bodies(&origin.resource),
-                &bodies(&origin.scope),
-            )?);
-        }
-        Ok(Origins(out))
+        read_origins(&self.bytes, &self.origins)
     }
 
     /// The `i`th span, read from its request.
@@ -113,8 +97,7 @@ impl Chunk {
         i: usize,
     ) -> Result<SpanRef<'a>, StoreError> {
         let at = &self.spans[i];
-        let origin = &self.origins[at.origin as usize];
-        let body = &self.parts[origin.part as usize][at.body.0 as usize..at.body.1 as usize];
+        let body = &self.bytes[at.body.0 as usize..at.body.1 as usize];
         Ok(SpanRef {
             span: SpanView::read(body)?,
             origin: &origins.0[at.origin as usize],
@@ -140,11 +123,10 @@ impl Chunk {
             .take_while(|s| s.trace_id == wanted)
         {
             let origin = &self.origins[at.origin as usize];
-            let part = &self.parts[origin.part as usize];
-            let span = Span::decode(&part[at.body.0 as usize..at.body.1 as usize])
+            let span = Span::decode(&self.bytes[at.body.0 as usize..at.body.1 as usize])
                 .map_err(|e| StoreError::Spans(e.to_string()))?;
             if out.last().is_none_or(|(o, _)| *o != at.origin) {
-                out.push((at.origin, origin_group(part, origin)?));
+                out.push((at.origin, origin_group(&self.bytes, origin)?));
             }
             if let Some((_, rs)) = out.last_mut() {
                 rs.scope_spans[0].spans.push(span);
@@ -152,6 +134,18 @@ impl Chunk {
         }
         Ok(out.into_iter().map(|(_, rs)| rs).collect())
     }
+}
+
+/// Every origin read from the batch's bytes.
+fn read_origins<'a>(bytes: &'a [u8], origins: &[OriginAt]) -> Result<Origins<'a>, StoreError> {
+    let bodies = |ranges: &[Range<usize>]| -> Vec<&'a [u8]> {
+        ranges.iter().map(|r| &bytes[r.clone()]).collect()
+    };
+    let views = origins
+        .iter()
+        .map(|o| OriginView::read(&bodies(&o.resource), &bodies(&o.scope)))
+        .collect::<Result<_, _>>()?;
+    Ok(Origins(views))
 }
 
 /// An empty resource-and-scope group for the spans of one origin.
@@ -176,16 +170,18 @@ fn origin_group(part: &[u8], origin: &OriginAt) -> Result<ResourceSpans, StoreEr
 }
 
 /// `stage` for decoded spans (compaction, the write-ahead log's replay, tests): encoded
-/// once into one request.
+/// once, as one request.
 pub fn stage_decoded(
     resource_spans: &[ResourceSpans],
     bytes: u64,
     indexed: &[String],
 ) -> Result<Vec<Staged>, StoreError> {
-    let request = ExportTraceServiceRequest {
-        resource_spans: resource_spans.to_vec(),
-    };
-    stage(&[Bytes::from(request.encode_to_vec())], bytes, indexed)
+    let mut request = Vec::new();
+    for rs in resource_spans {
+        // `ExportTraceServiceRequest.resource_spans` is field 1.
+        prost::encoding::message::encode(1, rs, &mut request);
+    }
+    stage_request(Bytes::from(request), bytes, indexed)
 }
 
 /// Splits a batch, given as the `ExportTraceServiceRequest` encodings it is made of, into
@@ -196,31 +192,41 @@ pub fn stage_decoded(
 /// them): what this pass does not read (attributes, events, links) is read only when the
 /// block is encoded, too late to refuse the batch.
 pub fn stage(parts: &[Bytes], bytes: u64, indexed: &[String]) -> Result<Vec<Staged>, StoreError> {
-    // One allocation of exactly the batch's bytes: a receiver's request bytes may share a
-    // larger buffer that buffering them would keep whole.
-    let parts: Arc<[Bytes]> = Arc::new([Bytes::from(parts.concat())]);
-    let (origins, span_bodies) = locate(&parts)?;
-    let origins: Arc<[OriginAt]> = origins.into();
-    let views = Chunk {
-        parts: parts.clone(),
-        origins: origins.clone(),
-        spans: Vec::new(),
-        summaries: Vec::new(),
-    };
-    let origin_views = views.origins()?;
+    // Copied into one allocation of exactly the batch's bytes (requests joined are one
+    // request): a receiver's request bytes may share a larger buffer of the connection
+    // that buffering them would keep whole.
+    stage_request(Bytes::from(parts.concat()), bytes, indexed)
+}
+
+fn stage_request(
+    request: Bytes,
+    bytes: u64,
+    indexed: &[String],
+) -> Result<Vec<Staged>, StoreError> {
+    // Every resource and scope, and where the spans of each are.
+    let (mut origins, mut span_bodies) = (Vec::new(), Vec::new());
+    for resource in request_layout(&request)? {
+        for scope in resource.scopes {
+            origins.push(OriginAt {
+                resource: resource.bodies.clone(),
+                scope: scope.bodies,
+            });
+            span_bodies.push(scope.spans);
+        }
+    }
+    let views = read_origins(&request, &origins)?;
+    for origin in &views.0 {
+        validate_tenant_id(origin.tenant).map_err(StoreError::Tenant)?;
+    }
     // Spans by partition: (tenant, hour) → spans with their fields read.
     let mut by_partition: HashMap<(&str, u64), Vec<Located<'_>>> = HashMap::new();
     let mut total = 0u64;
-    for (o, (origin, bodies)) in origins.iter().zip(span_bodies).enumerate() {
-        let part = &parts[origin.part as usize];
+    for (o, (origin, bodies)) in views.0.iter().zip(span_bodies).enumerate() {
         for body in bodies {
-            let span = SpanView::read(&part[body.clone()])?;
-            let key = (origin.tenant.as_str(), span.start / NANOS_PER_HOUR);
+            let span = SpanView::read(&request[body.clone()])?;
+            let key = (origin.tenant, span.start / NANOS_PER_HOUR);
             by_partition.entry(key).or_default().push(Located {
-                row: SpanRef {
-                    span,
-                    origin: &origin_views.0[o],
-                },
+                row: SpanRef { span, origin },
                 at: SpanAt {
                     trace_id: u128::from_be_bytes(fixed_id(span.trace_id)),
                     start: span.start,
@@ -231,6 +237,7 @@ pub fn stage(parts: &[Bytes], bytes: u64, indexed: &[String]) -> Result<Vec<Stag
             total += 1;
         }
     }
+    let origins: Arc<[OriginAt]> = origins.into();
     let mut staged = Vec::with_capacity(by_partition.len());
     for ((tenant, _), mut located) in by_partition {
         located.sort_unstable_by_key(|l| (l.at.trace_id, l.at.start));
@@ -243,7 +250,7 @@ pub fn stage(parts: &[Bytes], bytes: u64, indexed: &[String]) -> Result<Vec<Stag
         staged.push(Staged {
             partition,
             chunk: Chunk {
-                parts: parts.clone(),
+                bytes: request.clone(),
                 origins: origins.clone(),
                 spans: located.iter().map(|l| l.at).collect(),
                 summaries,
@@ -258,31 +265,4 @@ pub fn stage(parts: &[Bytes], bytes: u64, indexed: &[String]) -> Result<Vec<Stag
 struct Located<'a> {
     row: SpanRef<'a>,
     at: SpanAt,
-}
-
-/// Every resource and scope of the requests, with its tenant checked, and where the
-/// spans of each are.
-type Locations = (Vec<OriginAt>, Vec<Vec<Range<usize>>>);
-
-fn locate(parts: &[Bytes]) -> Result<Locations, StoreError> {
-    let (mut origins, mut spans) = (Vec::new(), Vec::new());
-    for (p, part) in parts.iter().enumerate() {
-        for resource in request_layout(part)? {
-            let bodies: Vec<&[u8]> = resource.bodies.iter().map(|r| &part[r.clone()]).collect();
-            let (service, tenant) = OriginView::service_and_tenant(&bodies)?;
-            let tenant = tenant.unwrap_or(DEFAULT_TENANT);
-            validate_tenant_id(tenant).map_err(StoreError::Tenant)?;
-            for scope in resource.scopes {
-                origins.push(OriginAt {
-                    part: p as u32,
-                    tenant: tenant.to_string(),
-                    service: service.to_string(),
-                    resource: resource.bodies.clone(),
-                    scope: scope.bodies,
-                });
-                spans.push(scope.spans);
-            }
-        }
-    }
-    Ok((origins, spans))
 }

@@ -14,8 +14,7 @@ use prost::Message;
 
 use super::StoreError;
 use super::schema::{self, PROMOTED};
-use crate::component::tenant::TENANT_ATTRIBUTE;
-use crate::component::wire::WireError;
+use crate::component::tenant::{DEFAULT_TENANT, TENANT_ATTRIBUTE};
 use crate::component::wire::view::{
     EVENT_ATTRIBUTES, LINK_ATTRIBUTES, RESOURCE_ATTRIBUTES, SCOPE_ATTRIBUTES, ScopeView, SpanView,
     ValueView, for_each_attribute,
@@ -42,23 +41,14 @@ pub(crate) struct SpanRef<'a> {
     pub origin: &'a OriginView<'a>,
 }
 
-impl From<WireError> for StoreError {
-    fn from(error: WireError) -> Self {
-        StoreError::Spans(error.to_string())
-    }
-}
-
 impl<'a> OriginView<'a> {
-    /// Reads an origin from the bodies of its resource's and scope's occurrences.
-    pub fn read(
-        tenant: &'a str,
-        service: &'a str,
-        resource: &[&'a [u8]],
-        scope: &[&'a [u8]],
-    ) -> Result<Self, StoreError> {
+    /// Reads an origin from the bodies of its resource's and scope's occurrences. Its
+    /// tenant is the first `tenant.id` attribute holding a string, else the default
+    /// tenant; its service the first `service.name`'s string, else `""` (as `tenant_of`
+    /// and the decoded form read them).
+    pub fn read(resource: &[&'a [u8]], scope: &[&'a [u8]]) -> Result<Self, StoreError> {
         let mut out = OriginView {
-            tenant,
-            service,
+            tenant: DEFAULT_TENANT,
             scope: ScopeView::read(scope.iter().copied())?,
             ..Default::default()
         };
@@ -70,31 +60,17 @@ impl<'a> OriginView<'a> {
                 out.scope_attributes.push((k, v));
             })?;
         }
-        Ok(out)
-    }
-
-    /// The resource's `service.name` and `tenant.id` (each the first with the key, as
-    /// `service_of` and `tenant_of` read them), or `""`.
-    pub fn service_and_tenant(
-        resource: &[&'a [u8]],
-    ) -> Result<(&'a str, Option<&'a str>), StoreError> {
-        let (mut service, mut service_seen, mut tenant) = ("", false, None);
-        for body in resource {
-            for_each_attribute(body, RESOURCE_ATTRIBUTES, |key, value| {
-                if key == "service.name" && !service_seen {
-                    service_seen = true;
-                    if let ValueView::Text(text) = value {
-                        service = text;
-                    }
-                } else if key == TENANT_ATTRIBUTE
-                    && tenant.is_none()
-                    && let ValueView::Text(text) = value
-                {
-                    tenant = Some(text);
-                }
-            })?;
+        if let Some((_, ValueView::Text(service))) =
+            out.resource.iter().find(|(k, _)| *k == "service.name")
+        {
+            out.service = service;
         }
-        Ok((service, tenant))
+        let tenant = out.resource.iter().find_map(|(k, v)| match v {
+            ValueView::Text(text) if *k == TENANT_ATTRIBUTE => Some(*text),
+            _ => None,
+        });
+        out.tenant = tenant.unwrap_or(DEFAULT_TENANT);
+        Ok(out)
     }
 }
 

@@ -104,6 +104,12 @@ pub struct BlockNote {
     pub seqs: Vec<u64>,
 }
 
+impl From<crate::component::wire::WireError> for StoreError {
+    fn from(error: crate::component::wire::WireError) -> Self {
+        StoreError::Spans(error.to_string())
+    }
+}
+
 /// Everything that can go wrong reading or writing the store.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {

@@ -253,7 +253,7 @@ impl BlockWriter {
     }
 
     /// A sealed block whose encoded form waits in a staging store (see `write_or_stage`):
-    /// its columns are let go; it stays uncommitted, its log entries kept, until
+    /// its spans' request bytes are let go; it stays uncommitted, its log entries kept, until
     /// `committed`.
     pub fn staged(&mut self, block_id: &str) {
         if let Some(block) = self.in_flight.get_mut(block_id) {
@@ -565,7 +565,7 @@ pub enum Written {
 /// `write_block`, except that a block whose upload fails is written whole (spans, traces,
 /// index) into `staging`, an in-memory store, for `promote` to move to `store` once it
 /// answers again. A block waiting there takes its encoded size in memory (tens of bytes
-/// per span) instead of its columns (over a kilobyte), and is not encoded again on every
+/// per span) instead of its spans' request bytes (hundreds), and is not encoded again on every
 /// retry. Without `store` (known to be failing) the block goes to staging untried. Only a
 /// failure to encode gives the block back.
 pub async fn write_or_stage(
