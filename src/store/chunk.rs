@@ -7,7 +7,6 @@ use std::collections::HashMap;
 use std::ops::Range;
 use std::sync::Arc;
 
-use arrow::array::RecordBatch;
 use bytes::Bytes;
 use opentelemetry_proto::tonic::common::v1::InstrumentationScope;
 use opentelemetry_proto::tonic::resource::v1::Resource;
@@ -18,7 +17,7 @@ use crate::component::tenant::validate_tenant_id;
 use crate::component::wire::view::{SpanView, request_layout};
 
 use super::StoreError;
-use super::convert::{OriginView, SpanRef, spans_to_batch};
+use super::convert::{OriginView, SpanRef};
 use super::layout::{NANOS_PER_HOUR, Partition};
 use super::summary::{TraceSummary, fixed_id, summarise, trace_runs};
 
@@ -102,15 +101,6 @@ impl Chunk {
             span: SpanView::read(body)?,
             origin: &origins.0[at.origin as usize],
         })
-    }
-
-    /// The chunk's spans as the span table's rows (for readers of uncommitted spans).
-    pub fn spans_batch(&self) -> Result<RecordBatch, StoreError> {
-        let origins = self.origins()?;
-        let rows = (0..self.len())
-            .map(|i| self.row(&origins, i))
-            .collect::<Result<Vec<_>, _>>()?;
-        spans_to_batch(&rows)
     }
 
     /// The chunk's spans of one trace, decoded, grouped by resource and scope.

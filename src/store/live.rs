@@ -4,14 +4,16 @@
 use std::collections::{BTreeSet, HashSet};
 use std::sync::Arc;
 
-use arrow::array::{FixedSizeBinaryArray, MapArray, RecordBatch, TimestampNanosecondArray};
 use opentelemetry_proto::tonic::trace::v1::ResourceSpans;
 
+use super::StoreError;
+use super::chunk::Chunk;
+use super::convert::view_text;
 use super::reader::StoreReader;
-use super::search::map_matches;
 use super::summary::{TraceSummary, fixed_id, merge_by_trace};
 use super::writer::Rows;
 use super::{SpanPredicate, TimeWindow};
+use crate::component::wire::view::ValueView;
 
 /// Uncommitted spans of a store. A span may be both here and in the store for a moment
 /// (its block's index is written before the writer forgets it), so callers read the live
@@ -68,40 +70,47 @@ pub fn rows_summaries(chunks: &[Rows], window: TimeWindow) -> Vec<TraceSummary> 
 }
 
 /// Distinct trace ids of spans in `chunks` starting in `window` and matching `predicate`
-/// on their own or their resource's attributes.
+/// on their own or their resource's attributes. Read in place from the buffered requests:
+/// a search of uncommitted spans builds no columns.
 pub fn rows_scan(chunks: &[Rows], window: TimeWindow, predicate: &SpanPredicate) -> Vec<[u8; 16]> {
     let mut ids = BTreeSet::new();
     for chunk in chunks {
-        let batch = match chunk.spans_batch() {
-            Ok(batch) => batch,
-            Err(error) => {
-                tracing::warn!(%error, "uncommitted spans could not be searched");
-                continue;
-            }
-        };
-        let batch = &batch;
-        let (Some(trace_ids), Some(starts), Some(own), Some(resource)) = (
-            column::<FixedSizeBinaryArray>(batch, "trace_id"),
-            column::<TimestampNanosecondArray>(batch, "start_time"),
-            column::<MapArray>(batch, "attributes"),
-            column::<MapArray>(batch, "resource_attributes"),
-        ) else {
-            continue;
-        };
-        let own = map_matches(own, &predicate.key, &predicate.value);
-        let resource = map_matches(resource, &predicate.key, &predicate.value);
-        for row in 0..batch.num_rows() {
-            if window.contains(starts.value(row) as u64) && (own.value(row) || resource.value(row))
-            {
-                ids.insert(fixed_id(trace_ids.value(row)));
-            }
+        if let Err(error) = scan_chunk(chunk, window, predicate, &mut ids) {
+            tracing::warn!(%error, "uncommitted spans could not be searched");
         }
     }
     ids.into_iter().collect()
 }
 
-fn column<'a, T: 'static>(batch: &'a RecordBatch, name: &str) -> Option<&'a T> {
-    batch.column_by_name(name)?.as_any().downcast_ref()
+fn scan_chunk(
+    chunk: &Chunk,
+    window: TimeWindow,
+    predicate: &SpanPredicate,
+    ids: &mut BTreeSet<[u8; 16]>,
+) -> Result<(), StoreError> {
+    // The value compared in its text form, as the span table stores it.
+    let matches = |key: &str, value: ValueView<'_>| {
+        key == predicate.key
+            && match value {
+                ValueView::Text(text) => text == predicate.value,
+                other => view_text(other) == predicate.value,
+            }
+    };
+    let origins = chunk.origins()?;
+    for i in 0..chunk.len() {
+        let row = chunk.row(&origins, i)?;
+        if !window.contains(row.span.start) {
+            continue;
+        }
+        let mut hit = row.origin.resource.iter().any(|&(k, v)| matches(k, v));
+        if !hit {
+            row.span.for_each_attribute(|k, v| hit |= matches(k, v))?;
+        }
+        if hit {
+            ids.insert(fixed_id(row.span.trace_id));
+        }
+    }
+    Ok(())
 }
 
 /// Merges trace reads from several sources (the live view, blocks that overlap after a
