@@ -73,17 +73,13 @@ fn main() {
         let mut writer = BlockWriter::new(config.clone());
         let (wall, cpu) = (Instant::now(), cpu_time());
         for (seq, request) in encoded.iter().enumerate() {
-            let staged = stage(
-                std::slice::from_ref(request),
-                request.len() as u64,
-                &config.indexed_attributes,
-            )
-            .expect("staged");
+            let staged =
+                stage(std::slice::from_ref(request), request.len() as u64).expect("staged");
             writer.insert(staged, seq as u64 + 1, tokio::time::Instant::now());
         }
         let (buffer_wall, buffer_cpu) = (wall.elapsed(), cpu_time() - cpu);
-        // What the open buffers hold in memory: request bytes and where each span is (a
-        // request split over partitions counts once per partition), and the process's peak.
+        // What the open buffers hold in memory: span bytes and where each span is, and the
+        // process's peak.
         let columns: usize = (0..tenants.max(1))
             .flat_map(|t| writer.live_rows(&tenant_name(&args, t)))
             .map(|chunk| chunk.memory_size())

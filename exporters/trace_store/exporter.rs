@@ -325,11 +325,10 @@ impl TraceStoreExporter {
         }
         let committed = self.committed_entries(wal.as_ref()).await?;
         let mut writer = self.shared.writer.lock().await;
-        let indexed = writer.config().indexed_attributes.clone();
         let mut skipped = 0;
         for (seq, batch) in entries {
             let bytes = batch.iter().map(|rs| rs.encoded_len() as u64).sum();
-            let (kept, done): (Vec<_>, Vec<_>) = stage_decoded(&batch, bytes, &indexed)?
+            let (kept, done): (Vec<_>, Vec<_>) = stage_decoded(&batch, bytes)?
                 .into_iter()
                 .partition(|s| !committed.contains(&(s.partition.clone(), seq)));
             skipped += done.iter().map(|s| s.chunk.len()).sum::<usize>();
@@ -472,12 +471,8 @@ impl Exporter for TraceStoreExporter {
                 &encoded[..]
             }
         };
-        let staged = stage(
-            parts,
-            batch.size_hint() as u64,
-            &self.shared.indexed_attributes,
-        )
-        .map_err(|e| ExportError::permanent(e.to_string()))?;
+        let staged = stage(parts, batch.size_hint() as u64)
+            .map_err(|e| ExportError::permanent(e.to_string()))?;
         // Checked after staging: a batch the store can never take is refused as such,
         // not as one to retry.
         let buffered = self.shared.uncommitted.load(Ordering::Relaxed);
@@ -585,7 +580,8 @@ impl LiveView for Shared {
 
     async fn summaries(&self, tenant: &str, window: TimeWindow) -> Vec<TraceSummary> {
         let rows = self.live_rows(tenant).await;
-        let mut found = off_thread(move || live::rows_summaries(&rows, window)).await;
+        let indexed = self.indexed_attributes.clone();
+        let mut found = off_thread(move || live::rows_summaries(&rows, window, &indexed)).await;
         for meta in self.staged_of(tenant) {
             match self.staging_reader.summaries(&meta, Some(window)).await {
                 Ok(parts) => found.extend(parts),

@@ -1,7 +1,8 @@
-//! Spans waiting to become a block, kept as the request bytes they arrived in: where each
-//! span is, sorted by (trace id, start time), and a partial summary of each trace. The
-//! span table's columns are built once, when the block is encoded, straight from the
-//! bytes (columns built per batch took twice the bytes' memory and a second, sorted copy).
+//! Spans waiting to become a block, kept as the protobuf bytes they arrived in, with where
+//! each span is, sorted by (trace id, start time). The span table's columns and the trace
+//! summaries are made once, when the block is encoded, straight from the bytes (columns
+//! built per batch took twice the bytes' memory and a second, sorted copy; summaries made
+//! per batch took another half, in small allocations, and were merged again per block).
 
 use std::collections::HashMap;
 use std::ops::Range;
@@ -19,10 +20,10 @@ use crate::component::wire::view::{SpanView, request_layout};
 use super::StoreError;
 use super::convert::{OriginView, SpanRef};
 use super::layout::{NANOS_PER_HOUR, Partition};
-use super::summary::{TraceSummary, fixed_id, summarise, trace_runs};
+use super::summary::{Summariser, TraceSummary, fixed_id};
 
-/// Where a resource and scope of a batch are (each occurrence of them), shared by their
-/// spans.
+/// Where a resource and scope are in a chunk's bytes (each occurrence of them), shared by
+/// their spans.
 #[derive(Debug)]
 struct OriginAt {
     resource: Vec<Range<usize>>,
@@ -42,14 +43,13 @@ pub(super) struct SpanAt {
 /// The spans of one partition from one batch.
 #[derive(Debug)]
 pub struct Chunk {
-    /// The batch's requests, as one `ExportTraceServiceRequest` encoding (shared by its
-    /// partitions' chunks).
+    /// The protobuf bodies of the spans and of their resources and scopes: the batch's
+    /// request when all its spans are in this partition, else a copy of this partition's
+    /// share (so a committed block frees its spans' bytes whatever other partitions hold).
     bytes: Bytes,
-    origins: Arc<[OriginAt]>,
+    origins: Vec<OriginAt>,
     /// In (trace id, start time) order.
     spans: Vec<SpanAt>,
-    /// One summary per trace of the chunk (parts of one trace merge by `TraceSummary::merge`).
-    pub summaries: Vec<TraceSummary>,
 }
 
 pub type Rows = Arc<Chunk>;
@@ -79,10 +79,27 @@ impl Chunk {
         &self.spans
     }
 
-    /// Bytes this chunk keeps alive: its batch's requests (shared with the batch's other
-    /// chunks) and where its spans are.
+    /// Bytes this chunk keeps alive: its spans' bytes and where they are.
     pub fn memory_size(&self) -> usize {
         self.bytes.len() + self.spans.len() * size_of::<SpanAt>()
+    }
+
+    /// Whether the chunk holds spans of this trace.
+    pub fn has_trace(&self, trace_id: &[u8]) -> bool {
+        let wanted = u128::from_be_bytes(fixed_id(trace_id));
+        let first = self.spans.partition_point(|s| s.trace_id < wanted);
+        self.spans.get(first).is_some_and(|s| s.trace_id == wanted)
+    }
+
+    /// One summary per trace of the chunk, read from its spans (the parts of a trace in
+    /// several chunks merge by `TraceSummary::merge`).
+    pub fn summaries(&self, indexed: &[String]) -> Result<Vec<TraceSummary>, StoreError> {
+        let origins = self.origins()?;
+        let mut summariser = Summariser::new(indexed);
+        for i in 0..self.len() {
+            summariser.push(&self.row(&origins, i)?)?;
+        }
+        Ok(summariser.finish().iter().map(|t| t.summary()).collect())
     }
 
     pub(super) fn origins(&self) -> Result<Origins<'_>, StoreError> {
@@ -164,35 +181,29 @@ fn origin_group(part: &[u8], origin: &OriginAt) -> Result<ResourceSpans, StoreEr
 pub fn stage_decoded(
     resource_spans: &[ResourceSpans],
     bytes: u64,
-    indexed: &[String],
 ) -> Result<Vec<Staged>, StoreError> {
     let mut request = Vec::new();
     for rs in resource_spans {
         // `ExportTraceServiceRequest.resource_spans` is field 1.
         prost::encoding::message::encode(1, rs, &mut request);
     }
-    stage_request(Bytes::from(request), bytes, indexed)
+    stage_request(Bytes::from(request), bytes)
 }
 
 /// Splits a batch, given as the `ExportTraceServiceRequest` encodings it is made of, into
-/// one chunk per partition, with a partial summary of each trace. Pure and CPU-bound:
-/// callers run it outside the writer's lock. Every tenant and time is checked first, so a
-/// refused batch leaves no partial trace. The bytes must be valid requests (as a
-/// `TraceBatch`'s wire form always is: receivers check requests whole before keeping
-/// them): what this pass does not read (attributes, events, links) is read only when the
-/// block is encoded, too late to refuse the batch.
-pub fn stage(parts: &[Bytes], bytes: u64, indexed: &[String]) -> Result<Vec<Staged>, StoreError> {
+/// one chunk per partition. Pure and CPU-bound: callers run it outside the writer's lock.
+/// Every tenant and time is checked first, so a refused batch leaves no partial trace.
+/// The bytes must be valid requests (as a `TraceBatch`'s wire form always is: receivers
+/// check requests whole before keeping them): what this pass does not read (attributes,
+/// events, links) is read only when the block is encoded, too late to refuse the batch.
+pub fn stage(parts: &[Bytes], bytes: u64) -> Result<Vec<Staged>, StoreError> {
     // Copied into one allocation of exactly the batch's bytes (requests joined are one
     // request): a receiver's request bytes may share a larger buffer of the connection
     // that buffering them would keep whole.
-    stage_request(Bytes::from(parts.concat()), bytes, indexed)
+    stage_request(Bytes::from(parts.concat()), bytes)
 }
 
-fn stage_request(
-    request: Bytes,
-    bytes: u64,
-    indexed: &[String],
-) -> Result<Vec<Staged>, StoreError> {
+fn stage_request(request: Bytes, bytes: u64) -> Result<Vec<Staged>, StoreError> {
     // Every resource and scope, and where the spans of each are.
     let (mut origins, mut span_bodies) = (Vec::new(), Vec::new());
     for resource in request_layout(&request)? {
@@ -208,51 +219,159 @@ fn stage_request(
     for origin in &views.0 {
         validate_tenant_id(origin.tenant).map_err(StoreError::Tenant)?;
     }
-    // Spans by partition: (tenant, hour) → spans with their fields read.
-    let mut by_partition: HashMap<(&str, u64), Vec<Located<'_>>> = HashMap::new();
+    // Spans by partition: (tenant, hour) → where they are, with their sort keys.
+    let mut by_partition: HashMap<(&str, u64), Vec<SpanAt>> = HashMap::new();
     let mut total = 0u64;
     for (o, (origin, bodies)) in views.0.iter().zip(span_bodies).enumerate() {
         for body in bodies {
-            let span = SpanView::read(&request[body.clone()])?;
-            let key = (origin.tenant, span.start / NANOS_PER_HOUR);
-            by_partition.entry(key).or_default().push(Located {
-                row: SpanRef { span, origin },
-                at: SpanAt {
-                    trace_id: u128::from_be_bytes(fixed_id(span.trace_id)),
-                    start: span.start,
-                    origin: o as u32,
-                    body: (body.start as u32, body.end as u32),
-                },
+            let (trace_id, start) = SpanView::sort_key(&request[body.clone()])?;
+            let key = (origin.tenant, start / NANOS_PER_HOUR);
+            by_partition.entry(key).or_default().push(SpanAt {
+                trace_id: u128::from_be_bytes(fixed_id(trace_id)),
+                start,
+                origin: o as u32,
+                body: (body.start as u32, body.end as u32),
             });
             total += 1;
         }
     }
-    let origins: Arc<[OriginAt]> = origins.into();
+    let whole = by_partition.len() == 1;
     let mut staged = Vec::with_capacity(by_partition.len());
-    for ((tenant, _), mut located) in by_partition {
-        located.sort_unstable_by_key(|l| (l.at.trace_id, l.at.start));
-        let partition = Partition::new(tenant, located[0].at.start)?;
-        let rows: Vec<SpanRef<'_>> = located.iter().map(|l| l.row).collect();
-        let summaries = trace_runs(&rows)
-            .map(|run| summarise(run, indexed))
-            .collect::<Result<_, _>>()?;
-        let share = bytes.saturating_mul(rows.len() as u64) / total.max(1);
+    for ((tenant, _), mut spans) in by_partition {
+        spans.sort_unstable_by_key(|s| (s.trace_id, s.start));
+        let partition = Partition::new(tenant, spans[0].start)?;
+        let share = bytes.saturating_mul(spans.len() as u64) / total.max(1);
+        let chunk = if whole {
+            Chunk {
+                bytes: request.clone(),
+                origins: std::mem::take(&mut origins),
+                spans,
+            }
+        } else {
+            share_of(&request, &origins, spans)
+        };
         staged.push(Staged {
             partition,
-            chunk: Chunk {
-                bytes: request.clone(),
-                origins: origins.clone(),
-                spans: located.iter().map(|l| l.at).collect(),
-                summaries,
-            },
+            chunk,
             bytes: share,
         });
     }
     Ok(staged)
 }
 
-/// A span of a batch being staged: its fields and where it is.
-struct Located<'a> {
-    row: SpanRef<'a>,
-    at: SpanAt,
+/// A chunk of its own for some of a batch's spans: their bodies, and those of their
+/// resources and scopes, copied out of the batch's request.
+fn share_of(request: &[u8], origins: &[OriginAt], mut spans: Vec<SpanAt>) -> Chunk {
+    let mut used: Vec<Option<u32>> = vec![None; origins.len()];
+    let mut kept: Vec<&OriginAt> = Vec::new();
+    for span in &spans {
+        let slot = &mut used[span.origin as usize];
+        if slot.is_none() {
+            *slot = Some(kept.len() as u32);
+            kept.push(&origins[span.origin as usize]);
+        }
+    }
+    let origin_len = |o: &OriginAt| {
+        o.resource
+            .iter()
+            .chain(&o.scope)
+            .map(|r| r.len())
+            .sum::<usize>()
+    };
+    let span_len: usize = spans.iter().map(|s| (s.body.1 - s.body.0) as usize).sum();
+    let mut bytes =
+        Vec::with_capacity(kept.iter().map(|o| origin_len(o)).sum::<usize>() + span_len);
+    let mut copy = |range: Range<usize>| {
+        let start = bytes.len();
+        bytes.extend_from_slice(&request[range]);
+        start..bytes.len()
+    };
+    let origins = kept
+        .iter()
+        .map(|o| OriginAt {
+            resource: o.resource.iter().map(|r| copy(r.clone())).collect(),
+            scope: o.scope.iter().map(|r| copy(r.clone())).collect(),
+        })
+        .collect();
+    for span in &mut spans {
+        let body = copy(span.body.0 as usize..span.body.1 as usize);
+        span.body = (body.start as u32, body.end as u32);
+        span.origin = used[span.origin as usize].unwrap_or_default();
+    }
+    Chunk {
+        bytes: Bytes::from(bytes),
+        origins,
+        spans,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use super::*;
+    use crate::store::testdata::{batch, flatten};
+
+    const HOUR: u64 = NANOS_PER_HOUR;
+    const START: u64 = 1_700_000_000_000_000_000 / HOUR * HOUR;
+
+    /// Every span of every staged chunk, read back trace by trace.
+    fn read_back(chunk: &Chunk) -> Vec<ResourceSpans> {
+        let ids: BTreeSet<u128> = chunk.spans().iter().map(|s| s.trace_id).collect();
+        ids.into_iter()
+            .flat_map(|id| chunk.trace(&id.to_be_bytes()).unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn a_batch_over_several_partitions_is_split_into_chunks_of_their_own_bytes() {
+        let acme = batch(1, 30, 4, Some("acme"), START);
+        let acme_later = batch(2, 10, 4, Some("acme"), START + HOUR);
+        let other = batch(3, 20, 4, Some("other"), START);
+        let all: Vec<ResourceSpans> = [&acme, &acme_later, &other]
+            .into_iter()
+            .flatten()
+            .cloned()
+            .collect();
+        let request_len: usize = all.iter().map(|rs| rs.encoded_len() + 4).sum();
+        let mut staged = stage_decoded(&all, request_len as u64).unwrap();
+        staged.sort_by_key(|s| (s.partition.tenant.clone(), s.partition.hour));
+        assert_eq!(staged.len(), 3);
+        for (s, sent) in staged.iter().zip([&acme, &acme_later, &other]) {
+            // Each holds its own spans, resources and scopes, and nothing of the others.
+            assert_eq!(flatten(&read_back(&s.chunk)), flatten(sent));
+            let own: usize = sent.iter().map(|rs| rs.encoded_len()).sum();
+            assert!(s.chunk.memory_size() < own + s.chunk.len() * size_of::<SpanAt>());
+            let spans = s.chunk.spans();
+            assert!(spans.is_sorted_by_key(|a| (a.trace_id, a.start)));
+            let first = spans[0].trace_id.to_be_bytes();
+            assert!(s.chunk.has_trace(&first));
+        }
+        // The shares of the batch's bytes add up to (at most) the whole.
+        let shares: u64 = staged.iter().map(|s| s.bytes).sum();
+        assert!(shares <= request_len as u64 && shares > request_len as u64 * 9 / 10);
+        assert!(
+            !staged[2]
+                .chunk
+                .has_trace(&staged[0].chunk.spans()[0].trace_id.to_be_bytes())
+        );
+    }
+
+    #[test]
+    fn a_batch_of_one_partition_keeps_its_request_whole() {
+        let sent = batch(4, 25, 3, Some("acme"), START);
+        let staged = stage_decoded(&sent, 0).unwrap();
+        assert_eq!(staged.len(), 1);
+        let chunk = &staged[0].chunk;
+        assert_eq!(flatten(&read_back(chunk)), flatten(&sent));
+        let request: usize = sent
+            .iter()
+            .map(|rs| prost::encoding::message::encoded_len(1, rs))
+            .sum();
+        assert_eq!(chunk.bytes.len(), request);
+        // Summaries made from a chunk name each of its traces once.
+        let summaries = chunk.summaries(&[]).unwrap();
+        assert_eq!(summaries.len(), 25);
+        assert!(summaries.iter().all(|t| t.span_count == 3 && t.has_root));
+    }
 }

@@ -14,6 +14,7 @@ use prost::Message;
 
 use super::StoreError;
 use super::schema::{self, PROMOTED};
+use super::summary::Summariser;
 use crate::component::tenant::{DEFAULT_TENANT, TENANT_ATTRIBUTE};
 use crate::component::wire::view::{
     EVENT_ATTRIBUTES, LINK_ATTRIBUTES, RESOURCE_ATTRIBUTES, SCOPE_ATTRIBUTES, ScopeView, SpanView,
@@ -337,8 +338,12 @@ impl<'a> Promoted<'a> {
     }
 }
 
-/// Converts spans into one record batch of the span table, in the order given.
-pub(crate) fn spans_to_batch(rows: &[SpanRef<'_>]) -> Result<RecordBatch, StoreError> {
+/// Converts spans into one record batch of the span table, in the order given, handing
+/// each to `summariser` on the way (with the attributes this reads anyway).
+pub(crate) fn spans_to_batch<'a>(
+    rows: &[SpanRef<'a>],
+    summariser: &mut Summariser<'_, 'a>,
+) -> Result<RecordBatch, StoreError> {
     let n = rows.len();
     let span_bytes: usize = rows.iter().map(|r| r.span.body.len()).sum();
     let resource_bytes: usize = rows.iter().map(|r| text_bytes(&r.origin.resource)).sum();
@@ -384,6 +389,7 @@ pub(crate) fn spans_to_batch(rows: &[SpanRef<'_>]) -> Result<RecordBatch, StoreE
     links.offsets.push(0);
 
     for row in rows {
+        summariser.push_fields(row);
         let span = &row.span;
         trace_id.append_value(fixed::<16>(span.trace_id))?;
         span_id.append_value(fixed::<8>(span.span_id))?;
@@ -408,6 +414,7 @@ pub(crate) fn spans_to_batch(rows: &[SpanRef<'_>]) -> Result<RecordBatch, StoreE
         span.for_each_attribute(|key, value| {
             span_attrs.item(key, value);
             promoted.see(0, key, value);
+            summariser.span_attribute(key, value);
         })?;
         span_attrs.end_row();
         for &(key, value) in &row.origin.scope_attributes {

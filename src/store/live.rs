@@ -47,8 +47,7 @@ pub struct QuerySource {
 pub fn rows_trace(chunks: &[Rows], trace_id: &[u8]) -> Vec<ResourceSpans> {
     let mut out = Vec::new();
     for chunk in chunks {
-        // A chunk holds a partial summary of every trace it has spans of.
-        if !chunk.summaries.iter().any(|t| t.trace_id == trace_id) {
+        if !chunk.has_trace(trace_id) {
             continue;
         }
         match chunk.trace(trace_id) {
@@ -59,9 +58,22 @@ pub fn rows_trace(chunks: &[Rows], trace_id: &[u8]) -> Vec<ResourceSpans> {
     out
 }
 
-/// One summary per trace among `chunks` that overlaps `window`.
-pub fn rows_summaries(chunks: &[Rows], window: TimeWindow) -> Vec<TraceSummary> {
-    let mut out: Vec<TraceSummary> = merge_by_trace(chunks.iter().flat_map(|c| c.summaries.iter()))
+/// One summary per trace among `chunks` that overlaps `window`, keeping the values of the
+/// `indexed` attributes. Made from the spans on every call: summaries kept per batch cost
+/// intake half as much memory again as the spans' bytes, for searches that may never come.
+pub fn rows_summaries(
+    chunks: &[Rows],
+    window: TimeWindow,
+    indexed: &[String],
+) -> Vec<TraceSummary> {
+    let mut parts = Vec::new();
+    for chunk in chunks {
+        match chunk.summaries(indexed) {
+            Ok(summaries) => parts.extend(summaries),
+            Err(error) => tracing::warn!(%error, "uncommitted spans could not be summarised"),
+        }
+    }
+    let mut out: Vec<TraceSummary> = merge_by_trace(parts.iter())
         .into_iter()
         .filter(|t| window.overlaps(t.start_unix_nano, t.end_unix_nano))
         .collect();

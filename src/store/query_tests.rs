@@ -323,7 +323,7 @@ async fn scan_finds_a_trace_by_a_non_indexed_attribute_only_inside_the_window() 
     let stored_failed = reader.scan(meta, around(0, 3000), &failed).await.unwrap();
     assert!(!stored_failed.is_empty());
     assert_eq!(stored_failed, rows_scan(&rows, around(0, 3000), &failed));
-    let live = rows_summaries(&rows, around(2000, 2000));
+    let live = rows_summaries(&rows, around(2000, 2000), &config().indexed_attributes);
     let stored = reader
         .summaries(meta, Some(around(2000, 2000)))
         .await
@@ -517,15 +517,19 @@ fn summaries_of_live_rows_agree_with_summarise() {
         start_unix_nano: 0,
         end_unix_nano: u64::MAX,
     };
-    let live = rows_summaries(&rows, window);
+    let live = rows_summaries(&rows, window, &config().indexed_attributes);
     assert_eq!(live.len(), 2);
     // The whole batch staged at once: each trace's spans summarised together.
-    let direct = merge_by_trace(
-        stage_decoded(&batch, 0, &config().indexed_attributes)
-            .unwrap()
-            .iter()
-            .flat_map(|staged| staged.chunk.summaries.iter()),
-    );
+    let direct = stage_decoded(&batch, 0)
+        .unwrap()
+        .iter()
+        .flat_map(|staged| {
+            staged
+                .chunk
+                .summaries(&config().indexed_attributes)
+                .unwrap()
+        })
+        .collect::<Vec<_>>();
     let direct = direct.into_iter().find(|t| t.trace_id == [0x11; 16]);
     assert_eq!(Some(&live[0]), direct.as_ref());
 }
@@ -546,8 +550,12 @@ fn summary_of(rows: &[(String, Span)], indexed: &[String]) -> TraceSummary {
             ..Default::default()
         })
         .collect();
-    let staged = stage_decoded(&batch, 0, indexed).unwrap();
-    let mut traces = merge_by_trace(staged.iter().flat_map(|s| s.chunk.summaries.iter()));
+    let staged = stage_decoded(&batch, 0).unwrap();
+    let parts: Vec<TraceSummary> = staged
+        .iter()
+        .flat_map(|s| s.chunk.summaries(indexed).unwrap())
+        .collect();
+    let mut traces = merge_by_trace(parts.iter());
     assert_eq!(traces.len(), 1, "one trace");
     traces.remove(0)
 }

@@ -1,11 +1,12 @@
 //! The trace summary: what search needs to know of one trace, per block or merged.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use crate::component::wire::view::ValueView;
 
 use super::StoreError;
-use super::convert::{SpanRef, view_text};
+use super::convert::{OriginView, SpanRef, view_text};
 
 const STATUS_OK: i32 = 1;
 const STATUS_ERROR: i32 = 2;
@@ -103,42 +104,202 @@ pub fn merge_by_trace<'a>(parts: impl Iterator<Item = &'a TraceSummary>) -> Vec<
     traces.into_values().collect()
 }
 
-/// Splits spans sorted by trace id into runs of one trace each.
-pub(crate) fn trace_runs<'s, 'a>(
-    rows: &'s [SpanRef<'a>],
-) -> impl Iterator<Item = &'s [SpanRef<'a>]> {
-    rows.chunk_by(|a, b| a.span.trace_id == b.span.trace_id)
+/// Summarises spans that come sorted by (trace id, start time), one trace after another:
+/// a block's spans as the encoder writes them (it hands over each span's attributes as it
+/// reads them for the span table), or one chunk's. A trace's texts are borrowed from the
+/// spans' bytes, so summarising allocates a few short lists per trace and copies nothing.
+pub(crate) struct Summariser<'i, 'a> {
+    indexed: &'i [String],
+    open: Option<TraceRow<'a>>,
+    done: Vec<TraceRow<'a>>,
 }
 
-/// Summarises the spans of one trace (`run` must not be empty to say anything useful;
-/// an empty run gives the default summary).
-pub(crate) fn summarise(
-    run: &[SpanRef<'_>],
-    indexed: &[String],
-) -> Result<TraceSummary, StoreError> {
-    let Some(first) = run.first() else {
-        return Ok(TraceSummary::default());
-    };
-    let mut t = TraceSummary {
-        trace_id: fixed_id(first.span.trace_id),
-        start_unix_nano: u64::MAX,
-        ..Default::default()
-    };
-    let root = run.iter().find(|r| r.span.parent_span_id.is_empty());
-    t.has_root = root.is_some();
-    // Without its root, the earliest span stands in for it.
-    let stand_in = root.or_else(|| run.iter().min_by_key(|r| r.span.start));
-    if let Some(root) = stand_in {
-        t.root_service = root.origin.service.to_string();
-        t.root_name = root.span.name.to_string();
+/// One trace of a block, summarised, its texts borrowed from its spans' bytes.
+pub(crate) struct TraceRow<'a> {
+    pub trace_id: [u8; 16],
+    /// Service and name of the parentless span, else of the earliest span (the first).
+    pub root: (&'a str, &'a str),
+    /// The status code of the parentless span, once one was seen.
+    root_code: Option<i32>,
+    any_ok: bool,
+    pub start: u64,
+    pub end: u64,
+    pub span_count: u32,
+    pub error_count: u32,
+    /// Sorted and distinct once the trace is complete, as are the lists below.
+    pub services: Vec<&'a str>,
+    pub error_services: Vec<&'a str>,
+    pub operations: Vec<(&'a str, &'a str)>,
+    /// (indexed key, value): sorted by key, then value.
+    pub values: Vec<(&'a str, Cow<'a, str>)>,
+    /// Origins whose resource attributes were read for this trace.
+    origins: Vec<&'a OriginView<'a>>,
+}
+
+impl<'a> TraceRow<'a> {
+    fn new(trace_id: [u8; 16], row: &SpanRef<'a>) -> Self {
+        Self {
+            trace_id,
+            root: (row.origin.service, row.span.name),
+            root_code: None,
+            any_ok: false,
+            start: u64::MAX,
+            end: 0,
+            span_count: 0,
+            error_count: 0,
+            services: Vec::new(),
+            error_services: Vec::new(),
+            operations: Vec::new(),
+            values: Vec::new(),
+            origins: Vec::new(),
+        }
     }
-    let mut any_ok = false;
-    for row in run {
-        add_span(&mut t, row, indexed)?;
-        any_ok |= row.span.status_code == STATUS_OK;
+
+    pub fn has_root(&self) -> bool {
+        self.root_code.is_some()
     }
-    t.status = status_of(t.error_count, root.map(|r| r.span.status_code), any_ok).to_string();
-    Ok(t)
+
+    /// `error`, `ok` or `unset` (see `TraceSummary`).
+    pub fn status(&self) -> &'static str {
+        status_of(self.error_count, self.root_code, self.any_ok)
+    }
+
+    fn add_value(&mut self, key: &'a str, value: ValueView<'a>) {
+        let value = match value {
+            ValueView::Text(text) => Cow::Borrowed(text),
+            other => Cow::Owned(view_text(other)),
+        };
+        if !self.values.iter().any(|(k, v)| *k == key && *v == value) {
+            self.values.push((key, value));
+        }
+    }
+
+    /// Sorts the lists, as the summary's sets are.
+    fn complete(&mut self) {
+        self.services.sort_unstable();
+        self.error_services.sort_unstable();
+        self.operations.sort_unstable();
+        self.values.sort_unstable();
+        self.origins = Vec::new();
+    }
+
+    /// The summary with its texts owned.
+    pub fn summary(&self) -> TraceSummary {
+        let owned = |names: &[&str]| names.iter().map(|s| s.to_string()).collect();
+        let mut attributes: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+        for (key, value) in &self.values {
+            attributes
+                .entry(key.to_string())
+                .or_default()
+                .insert(value.to_string());
+        }
+        TraceSummary {
+            trace_id: self.trace_id,
+            root_service: self.root.0.to_string(),
+            root_name: self.root.1.to_string(),
+            has_root: self.has_root(),
+            start_unix_nano: self.start,
+            end_unix_nano: self.end,
+            status: self.status().to_string(),
+            span_count: self.span_count,
+            error_count: self.error_count,
+            services: owned(&self.services),
+            error_services: owned(&self.error_services),
+            operations: self
+                .operations
+                .iter()
+                .map(|(s, n)| (s.to_string(), n.to_string()))
+                .collect(),
+            attributes,
+        }
+    }
+}
+
+/// Adds `item` to a short list of distinct items.
+fn insert_new<T: PartialEq>(list: &mut Vec<T>, item: T) {
+    if !list.contains(&item) {
+        list.push(item);
+    }
+}
+
+impl<'i, 'a> Summariser<'i, 'a> {
+    pub(crate) fn new(indexed: &'i [String]) -> Self {
+        Self {
+            indexed,
+            open: None,
+            done: Vec::new(),
+        }
+    }
+
+    /// Adds the next span, attributes included.
+    pub(crate) fn push(&mut self, row: &SpanRef<'a>) -> Result<(), StoreError> {
+        self.push_fields(row);
+        row.span
+            .for_each_attribute(|key, value| self.span_attribute(key, value))?;
+        Ok(())
+    }
+
+    /// Adds the next span but for its own attributes, which the caller hands over with
+    /// `span_attribute` before the next span.
+    pub(crate) fn push_fields(&mut self, row: &SpanRef<'a>) {
+        let trace_id = fixed_id(row.span.trace_id);
+        if self.open.as_ref().is_none_or(|o| o.trace_id != trace_id) {
+            self.close();
+        }
+        let t = self
+            .open
+            .get_or_insert_with(|| TraceRow::new(trace_id, row));
+        let (span, service) = (&row.span, row.origin.service);
+        if span.parent_span_id.is_empty() && t.root_code.is_none() {
+            t.root = (service, span.name);
+            t.root_code = Some(span.status_code);
+        }
+        t.any_ok |= span.status_code == STATUS_OK;
+        t.start = t.start.min(span.start);
+        t.end = t.end.max(span.end);
+        t.span_count += 1;
+        if span.status_code == STATUS_ERROR {
+            t.error_count += 1;
+            insert_new(&mut t.error_services, service);
+        }
+        insert_new(&mut t.services, service);
+        insert_new(&mut t.operations, (service, span.name));
+        // A resource's attributes are the same for all its spans: read once per trace.
+        if self.indexed.is_empty() || t.origins.iter().any(|o| std::ptr::eq(*o, row.origin)) {
+            return;
+        }
+        t.origins.push(row.origin);
+        for &(key, value) in &row.origin.resource {
+            if let Some(key) = indexed_key(self.indexed, key) {
+                t.add_value(key, value);
+            }
+        }
+    }
+
+    /// One attribute of the span last added by `push_fields`.
+    pub(crate) fn span_attribute(&mut self, key: &'a str, value: ValueView<'a>) {
+        if let (Some(key), Some(t)) = (indexed_key(self.indexed, key), self.open.as_mut()) {
+            t.add_value(key, value);
+        }
+    }
+
+    fn close(&mut self) {
+        if let Some(mut trace) = self.open.take() {
+            trace.complete();
+            self.done.push(trace);
+        }
+    }
+
+    /// One row per trace, in the order the traces came.
+    pub(crate) fn finish(mut self) -> Vec<TraceRow<'a>> {
+        self.close();
+        self.done
+    }
+}
+
+/// `key` when it is one of the indexed attributes.
+fn indexed_key<'a>(indexed: &[String], key: &'a str) -> Option<&'a str> {
+    indexed.iter().any(|k| k == key).then_some(key)
 }
 
 fn status_of(errors: u32, root_code: Option<i32>, any_ok: bool) -> &'static str {
@@ -148,63 +309,6 @@ fn status_of(errors: u32, root_code: Option<i32>, any_ok: bool) -> &'static str 
         (0, Some(_)) => "unset",
         (0, None) if any_ok => "ok",
         (0, None) => "unset",
-    }
-}
-
-fn add_span(t: &mut TraceSummary, row: &SpanRef<'_>, indexed: &[String]) -> Result<(), StoreError> {
-    let span = &row.span;
-    let service = row.origin.service;
-    t.start_unix_nano = t.start_unix_nano.min(span.start);
-    t.end_unix_nano = t.end_unix_nano.max(span.end);
-    t.span_count += 1;
-    if span.status_code == STATUS_ERROR {
-        t.error_count += 1;
-        if !t.error_services.contains(service) {
-            t.error_services.insert(service.to_string());
-        }
-    }
-    if !t.services.contains(service) {
-        t.services.insert(service.to_string());
-    }
-    let known = t
-        .operations
-        .iter()
-        .any(|(s, n)| s == service && n == span.name);
-    if !known {
-        t.operations
-            .insert((service.to_string(), span.name.to_string()));
-    }
-    if indexed.is_empty() {
-        return Ok(());
-    }
-    let mut add = |key: &str, value: ValueView<'_>| {
-        if indexed.iter().any(|k| k == key) {
-            add_value(&mut t.attributes, key, value);
-        }
-    };
-    span.for_each_attribute(&mut add)?;
-    for &(key, value) in &row.origin.resource {
-        add(key, value);
-    }
-    Ok(())
-}
-
-/// Adds an indexed attribute's value to the trace's distinct values. Most spans repeat
-/// values the trace already holds, so nothing is allocated unless the key or value is new.
-fn add_value(attributes: &mut BTreeMap<String, BTreeSet<String>>, key: &str, value: ValueView<'_>) {
-    let values = match attributes.get_mut(key) {
-        Some(values) => values,
-        None => attributes.entry(key.to_string()).or_default(),
-    };
-    if let ValueView::Text(text) = value {
-        if !values.contains(text) {
-            values.insert(text.to_string());
-        }
-        return;
-    }
-    let text = view_text(value);
-    if !values.contains(&text) {
-        values.insert(text);
     }
 }
 

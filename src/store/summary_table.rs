@@ -14,19 +14,15 @@ use arrow::datatypes::DataType;
 
 use super::StoreError;
 use super::schema;
-use super::summary::TraceSummary;
+use super::summary::{TraceRow, TraceSummary};
 
-/// Builds the summary batch of a block's traces (one summary per trace); its rows are
-/// ordered by start time, so a time window prunes row groups by their statistics.
-pub fn summary_batch(
+/// Builds the summary batch of a block's traces (one row per trace); its rows are ordered
+/// by start time, so a time window prunes row groups by their statistics.
+pub(crate) fn summary_batch(
     tenant: &str,
-    mut traces: Vec<TraceSummary>,
+    mut traces: Vec<TraceRow<'_>>,
 ) -> Result<RecordBatch, StoreError> {
-    traces.sort_by_key(|t| (t.start_unix_nano, t.trace_id));
-    summaries_to_batch(tenant, &traces)
-}
-
-fn summaries_to_batch(tenant: &str, traces: &[TraceSummary]) -> Result<RecordBatch, StoreError> {
+    traces.sort_unstable_by_key(|t| (t.start, t.trace_id));
     let mut trace_id = FixedSizeBinaryBuilder::new(16);
     let mut strings: [StringBuilder; 4] = Default::default();
     let mut start = TimestampNanosecondBuilder::new();
@@ -37,28 +33,29 @@ fn summaries_to_batch(tenant: &str, traces: &[TraceSummary]) -> Result<RecordBat
     let (mut services, mut error_services) = (StringLists::default(), StringLists::default());
     let mut operations = (Vec::new(), Vec::new(), vec![0i32]);
     let mut attributes = (StringBuilder::new(), StringLists::default(), vec![0i32]);
-    for t in traces {
+    for t in &traces {
         trace_id.append_value(t.trace_id)?;
-        let texts = [tenant, &t.root_service, &t.root_name, &t.status];
+        let texts = [tenant, t.root.0, t.root.1, t.status()];
         for (b, text) in strings.iter_mut().zip(texts) {
             b.append_value(text);
         }
-        start.append_value(t.start_unix_nano as i64);
-        end.append_value(t.end_unix_nano as i64);
-        duration.append_value(t.duration_nanos() as i64);
+        start.append_value(t.start as i64);
+        end.append_value(t.end as i64);
+        duration.append_value(t.end.saturating_sub(t.start) as i64);
         counts[0].append_value(t.span_count);
         counts[1].append_value(t.error_count);
-        has_root.append_value(t.has_root);
-        services.push(&t.services);
-        error_services.push(&t.error_services);
-        for (service, name) in &t.operations {
-            operations.0.push(service.as_str());
-            operations.1.push(name.as_str());
+        has_root.append_value(t.has_root());
+        services.push(t.services.iter().copied());
+        error_services.push(t.error_services.iter().copied());
+        for &(service, name) in &t.operations {
+            operations.0.push(service);
+            operations.1.push(name);
         }
         operations.2.push(operations.0.len() as i32);
-        for (key, values) in t.attributes.iter().filter(|(_, v)| !v.is_empty()) {
-            attributes.0.append_value(key);
-            attributes.1.push(values);
+        // Values come sorted by key: one map entry per run of a key.
+        for run in t.values.chunk_by(|a, b| a.0 == b.0) {
+            attributes.0.append_value(run[0].0);
+            attributes.1.push(run.iter().map(|(_, v)| v.as_ref()));
         }
         attributes.2.push(attributes.0.len() as i32);
     }
@@ -129,19 +126,19 @@ fn attr_map(keys: ArrayRef, values: ArrayRef, offsets: Vec<i32>) -> Result<Array
     Ok(Arc::new(map))
 }
 
-/// A `List<Utf8>` built from sets of strings.
+/// A `List<Utf8>` built from lists of strings.
 #[derive(Default)]
-struct StringLists {
-    items: Vec<String>,
+struct StringLists<'a> {
+    items: Vec<&'a str>,
     offsets: Vec<i32>,
 }
 
-impl StringLists {
-    fn push(&mut self, values: &BTreeSet<String>) {
+impl<'a> StringLists<'a> {
+    fn push(&mut self, values: impl Iterator<Item = &'a str>) {
         if self.offsets.is_empty() {
             self.offsets.push(0);
         }
-        self.items.extend(values.iter().cloned());
+        self.items.extend(values);
         self.offsets.push(self.items.len() as i32);
     }
 

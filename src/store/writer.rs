@@ -25,7 +25,7 @@ use super::convert::spans_to_batch;
 use super::index::BlockMeta;
 use super::layout::{Layout, Partition, new_block_id};
 use super::schema;
-use super::summary::merge_by_trace;
+use super::summary::Summariser;
 use super::summary_table::summary_batch;
 use super::{BlockNote, StoreError};
 
@@ -156,7 +156,7 @@ impl BlockWriter {
             .iter()
             .map(|rs| rs.encoded_len() as u64)
             .sum();
-        let staged = stage_decoded(resource_spans, bytes, &self.config.indexed_attributes)?;
+        let staged = stage_decoded(resource_spans, bytes)?;
         self.insert(staged, seq, now);
         Ok(())
     }
@@ -443,14 +443,22 @@ fn placements(chunks: &[Rows]) -> Vec<Placement> {
     out
 }
 
+/// The encoded tables of a block and the time its spans cover.
+struct Tables {
+    spans: Vec<u8>,
+    traces: Vec<u8>,
+    span_times: (u64, u64),
+}
+
 /// Writes the chunks' spans in (trace id, start time) order, building the span table's
 /// columns a page of rows at a time straight from the request bytes, one row group per
-/// `row_group_spans`.
-fn sorted_spans_parquet(
+/// `row_group_spans`; summarises each trace on the way into the trace table.
+fn encode_tables(
     chunks: &[Rows],
     order: &[Placement],
+    tenant: &str,
     config: &WriterConfig,
-) -> Result<Vec<u8>, StoreError> {
+) -> Result<Tables, StoreError> {
     let origins = chunks
         .iter()
         .map(|c| c.origins())
@@ -458,6 +466,7 @@ fn sorted_spans_parquet(
     let mut out = Vec::new();
     let mut writer =
         ArrowWriter::try_new(&mut out, schema::span_schema(), Some(properties(config)?))?;
+    let mut summariser = Summariser::new(&config.indexed_attributes);
     let mut rows = Vec::with_capacity(PAGE_ROWS);
     for group in order.chunks(config.row_group_spans.max(1)) {
         for slice in group.chunks(PAGE_ROWS) {
@@ -466,32 +475,33 @@ fn sorted_spans_parquet(
                 let chunk = &chunks[p.chunk as usize];
                 rows.push(chunk.row(&origins[p.chunk as usize], p.row as usize)?);
             }
-            writer.write(&spans_to_batch(&rows)?)?;
+            writer.write(&spans_to_batch(&rows, &mut summariser)?)?;
         }
         // One row group per group of `row_group_spans`, whatever the writer buffered.
         writer.flush()?;
     }
     writer.close()?;
-    Ok(out)
+    let traces = summariser.finish();
+    let span_times = (
+        traces.iter().map(|t| t.start).min().unwrap_or(0),
+        traces.iter().map(|t| t.end).max().unwrap_or(0),
+    );
+    let traces = to_parquet(&summary_batch(tenant, traces)?, properties(config)?)?;
+    Ok(Tables {
+        spans: out,
+        traces,
+        span_times,
+    })
 }
 
 /// Sorts and encodes a block (CPU-bound: run it with `spawn_blocking`).
 fn encode(block: &SealedBlock, config: &WriterConfig) -> Result<Encoded, StoreError> {
     let order = placements(&block.chunks);
-    let spans = sorted_spans_parquet(&block.chunks, &order, config)?;
-    let summaries = merge_by_trace(block.chunks.iter().flat_map(|c| c.summaries.iter()));
-    let span_times = (
-        summaries
-            .iter()
-            .map(|t| t.start_unix_nano)
-            .min()
-            .unwrap_or(0),
-        summaries.iter().map(|t| t.end_unix_nano).max().unwrap_or(0),
-    );
-    let traces = to_parquet(
-        &summary_batch(&block.partition.tenant, summaries)?,
-        properties(config)?,
-    )?;
+    let Tables {
+        spans,
+        traces,
+        span_times,
+    } = encode_tables(&block.chunks, &order, &block.partition.tenant, config)?;
     let ids: Vec<[u8; 16]> = order.iter().map(|p| p.trace_id.to_be_bytes()).collect();
     drop(order);
     let mut meta = BlockMeta::describe(

@@ -84,6 +84,8 @@ fn assert_view_agrees(bytes: &[u8], request: &ExportTraceServiceRequest, round: 
             assert_eq!(scope.spans.len(), ss.spans.len(), "round {round}");
             for (range, span) in scope.spans.iter().zip(&ss.spans) {
                 let view = SpanView::read(&bytes[range.clone()]).expect("a valid span");
+                let key = SpanView::sort_key(&bytes[range.clone()]).expect("a valid span");
+                assert_eq!(key, (&span.trace_id[..], span.start_time_unix_nano));
                 let status = span.status.clone().unwrap_or_default();
                 assert_eq!(
                     (view.trace_id, view.span_id, view.parent_span_id, view.name),

@@ -215,6 +215,21 @@ impl<'a> SpanView<'a> {
         Ok(out)
     }
 
+    /// Only a span's trace id and start time (what a span is sorted and partitioned by),
+    /// read without checking or keeping its other fields.
+    pub fn sort_key(body: &'a [u8]) -> Result<(&'a [u8], u64)> {
+        let (mut trace_id, mut start) = (&[][..], 0);
+        let mut c = cursor(body, "Span");
+        while let Some((field, wire)) = c.key()? {
+            match field {
+                1 => trace_id = c.bytes(wire, "trace_id")?,
+                7 => start = c.fixed64(wire, "start_time_unix_nano")?,
+                _ => c.skip(field, wire, 2)?,
+            }
+        }
+        Ok((trace_id, start))
+    }
+
     pub fn for_each_attribute(&self, f: impl FnMut(&'a str, ValueView<'a>)) -> Result<()> {
         for_each_attribute(self.body, SPAN_ATTRIBUTES, f)
     }
