@@ -41,12 +41,33 @@ pub const PROMOTED: [(&str, &str, &str, bool); 5] = [
 /// start time; version-1 trace files are read with those columns empty.
 pub const FORMAT_VERSION: u32 = 2;
 
-/// Whether a Parquet leaf column belongs to an attribute map or its type letters (of a span,
-/// resource, scope, event or link, or the trace table's indexed attributes).
-pub fn is_attribute_leaf(path: &ColumnPath) -> bool {
-    path.parts()
-        .iter()
-        .any(|part| part.ends_with("attributes") || part.ends_with("attribute_types"))
+/// Span table columns no reader prunes by their minimum and maximum: ids without order
+/// (span, parent), free texts, flags and counts, and everything of events and links.
+const UNPRUNED: [&str; 10] = [
+    "span_id",
+    "parent_span_id",
+    "trace_state",
+    "flags",
+    "status_message",
+    "scope_version",
+    "dropped_attributes_count",
+    "dropped_events_count",
+    "dropped_links_count",
+    "events",
+];
+
+/// Whether no reader prunes by a Parquet leaf column's statistics: it belongs to an
+/// attribute map or its type letters (of a span, resource, scope, event or link, or the
+/// trace table's indexed attributes: map lookups are not pushed down to statistics), or
+/// is one of `UNPRUNED`, or a link's.
+pub fn is_unpruned_leaf(path: &ColumnPath) -> bool {
+    let parts = path.parts();
+    let top = parts.first().map(String::as_str).unwrap_or_default();
+    UNPRUNED.contains(&top)
+        || top == "links"
+        || parts
+            .iter()
+            .any(|part| part.ends_with("attributes") || part.ends_with("attribute_types"))
 }
 
 pub fn timestamp() -> DataType {

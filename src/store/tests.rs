@@ -200,20 +200,29 @@ async fn a_row_group_larger_than_a_page_is_one_sorted_row_group_and_its_traces_a
     for path in [
         "attributes.entries.value",
         "events.list.item.attributes.entries.key",
+        "events.list.item.dropped_attributes_count",
+        "span_id",
+        "parent_span_id",
+        "status_message",
     ] {
         assert!(without.iter().any(|p| p == path), "{path} in {without:?}");
     }
+    // What readers prune by keeps its statistics (and so the column index).
     for path in [
         "trace_id",
         "name",
-        "events.list.item.dropped_attributes_count",
+        "service",
+        "start_time",
+        "end_time",
+        "duration_ns",
+        "http_route",
     ] {
         assert!(!without.iter().any(|p| p == path), "{path} in {without:?}");
     }
     for column in group.columns() {
         let path = column.column_path();
-        let of_attributes = super::schema::is_attribute_leaf(path);
-        assert_eq!(column.statistics().is_none(), of_attributes, "{path}");
+        let unpruned = super::schema::is_unpruned_leaf(path);
+        assert_eq!(column.statistics().is_none(), unpruned, "{path}");
         assert!(column.offset_index_offset().is_some(), "{path}");
     }
 

@@ -378,10 +378,11 @@ fn properties(config: &WriterConfig) -> Result<WriterProperties, StoreError> {
             .set_column_dictionary_enabled(path.clone(), false)
             .set_column_encoding(path, Encoding::BYTE_STREAM_SPLIT);
     }
-    // Attribute maps' keys, values and type letters: no engine prunes by their minimum and
-    // maximum (map lookups are not pushed down to statistics), and comparing every value
-    // against them was 3 % of the store's CPU. Their offset index is still written.
-    for path in attribute_leaves() {
+    // Attribute maps' keys, values and type letters, ids, free texts, counts: no engine
+    // prunes by their minimum and maximum, and comparing every value against them was
+    // 3 % of the store's CPU for the attribute maps alone. Their offset index is still
+    // written.
+    for path in unpruned_leaves() {
         builder = builder.set_column_statistics_enabled(path.clone(), EnabledStatistics::None);
     }
     Ok(builder
@@ -393,8 +394,8 @@ fn properties(config: &WriterConfig) -> Result<WriterProperties, StoreError> {
         .build())
 }
 
-/// The leaf columns of both tables that belong to an attribute map or its type letters.
-fn attribute_leaves() -> &'static [ColumnPath] {
+/// The leaf columns of both tables whose statistics nothing reads (`is_unpruned_leaf`).
+fn unpruned_leaves() -> &'static [ColumnPath] {
     static LEAVES: OnceLock<Vec<ColumnPath>> = OnceLock::new();
     LEAVES.get_or_init(|| {
         let converter = ArrowSchemaConverter::new();
@@ -404,7 +405,7 @@ fn attribute_leaves() -> &'static [ColumnPath] {
                 continue;
             };
             let paths = parquet.columns().iter().map(|column| column.path());
-            out.extend(paths.filter(|p| schema::is_attribute_leaf(p)).cloned());
+            out.extend(paths.filter(|p| schema::is_unpruned_leaf(p)).cloned());
         }
         out
     })
