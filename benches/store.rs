@@ -1,7 +1,7 @@
 //! CPU cost of the trace store's two stages on `spanline loadgen`'s spans, without sockets or
-//! the write-ahead log: buffering (each request's bytes checked, its spans located and
-//! partitioned, its trace summaries made) and writing blocks (sorting, the span table's
-//! columns built from the bytes, Parquet encoding of both tables, index). Prints µs per span for each, spans/s per core for both together, and bytes per
+//! the write-ahead log: buffering (each request's spans located and partitioned) and writing
+//! blocks (sorting, the span table's columns built from the bytes and each trace summarised
+//! on the way, Parquet encoding of both tables, index). Prints µs per span for each, spans/s per core for both together, and bytes per
 //! span stored. Run with `cargo bench --bench store`; `SPANLINE_BENCH_REQUESTS` (default
 //! 400, 500 spans each) sets the amount, `SPANLINE_BENCH_TENANTS` (default 1) how many
 //! tenants (and so blocks) they are spread over, `SPANLINE_BENCH_DIR` a directory to keep
