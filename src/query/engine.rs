@@ -19,7 +19,7 @@ use crate::store::index::BlockMeta;
 use crate::store::live::QuerySource;
 use crate::store::reader::ReadStats;
 use crate::store::search_filter::{PartFilter, ValueColumn};
-use crate::store::summary::TraceSummary;
+use crate::store::summary::{TraceSummary, merge_by_trace};
 use crate::store::{SpanPredicate, StoreError, TimeWindow};
 
 /// Blocks read at once by one query.
@@ -374,7 +374,7 @@ impl QueryEngine {
         for found in parts {
             all.extend(found);
         }
-        Ok(search::merge_parts(all))
+        Ok(merge_by_trace(all))
     }
 
     fn indexed(&self) -> Vec<String> {
@@ -407,7 +407,7 @@ impl QueryEngine {
         for found in parts {
             all.extend(found);
         }
-        Ok(search::merge_parts(all))
+        Ok(merge_by_trace(all))
     }
 
     /// Trace ids matching every non-indexed tag filter, by scanning the span table; `None`

@@ -1,6 +1,6 @@
 //! What a search asks for, and how a trace summary is matched, ordered and aggregated.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use crate::store::TimeWindow;
@@ -152,20 +152,6 @@ pub fn order(mut traces: Vec<TraceSummary>, sort: SortOrder, limit: usize) -> Ve
     }
     traces.truncate(limit);
     traces
-}
-
-/// Merges the parts of each trace (one per block, plus the live buffers) into one summary.
-pub fn merge_parts(parts: impl IntoIterator<Item = TraceSummary>) -> Vec<TraceSummary> {
-    let mut by_id: HashMap<[u8; 16], TraceSummary> = HashMap::new();
-    for part in parts {
-        match by_id.entry(part.trace_id) {
-            std::collections::hash_map::Entry::Occupied(mut e) => e.get_mut().merge(part),
-            std::collections::hash_map::Entry::Vacant(e) => {
-                e.insert(part);
-            }
-        }
-    }
-    by_id.into_values().collect()
 }
 
 /// How an aggregate groups traces.

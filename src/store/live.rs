@@ -47,9 +47,7 @@ pub struct QuerySource {
 pub fn rows_trace(chunks: &[Rows], trace_id: &[u8]) -> Vec<ResourceSpans> {
     let mut out = Vec::new();
     for chunk in chunks {
-        if !chunk.has_trace(trace_id) {
-            continue;
-        }
+        // A chunk without the trace answers at once (its spans are sorted by trace id).
         match chunk.trace(trace_id) {
             Ok(groups) => out.extend(groups),
             Err(error) => tracing::warn!(%error, "uncommitted spans could not be read back"),
@@ -73,7 +71,7 @@ pub fn rows_summaries(
             Err(error) => tracing::warn!(%error, "uncommitted spans could not be summarised"),
         }
     }
-    let mut out: Vec<TraceSummary> = merge_by_trace(parts.iter())
+    let mut out: Vec<TraceSummary> = merge_by_trace(parts)
         .into_iter()
         .filter(|t| window.overlaps(t.start_unix_nano, t.end_unix_nano))
         .collect();

@@ -555,7 +555,7 @@ fn summary_of(rows: &[(String, Span)], indexed: &[String]) -> TraceSummary {
         .iter()
         .flat_map(|s| s.chunk.summaries(indexed).unwrap())
         .collect();
-    let mut traces = merge_by_trace(parts.iter());
+    let mut traces = merge_by_trace(parts);
     assert_eq!(traces.len(), 1, "one trace");
     traces.remove(0)
 }

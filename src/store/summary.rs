@@ -1,6 +1,7 @@
 //! The trace summary: what search needs to know of one trace, per block or merged.
 
 use std::borrow::Cow;
+use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use crate::component::wire::view::ValueView;
@@ -90,14 +91,15 @@ fn merged_status(a: &TraceSummary, b: &TraceSummary, b_is_root: bool) -> String 
     status.to_string()
 }
 
-/// One summary per trace id: the parts of each trace merged.
-pub fn merge_by_trace<'a>(parts: impl Iterator<Item = &'a TraceSummary>) -> Vec<TraceSummary> {
+/// One summary per trace id: the parts of each trace (one per block, plus the live
+/// buffers) merged.
+pub fn merge_by_trace(parts: impl IntoIterator<Item = TraceSummary>) -> Vec<TraceSummary> {
     let mut traces: HashMap<[u8; 16], TraceSummary> = HashMap::new();
     for part in parts {
-        match traces.get_mut(&part.trace_id) {
-            Some(known) => known.merge(part.clone()),
-            None => {
-                traces.insert(part.trace_id, part.clone());
+        match traces.entry(part.trace_id) {
+            Entry::Occupied(mut known) => known.get_mut().merge(part),
+            Entry::Vacant(slot) => {
+                slot.insert(part);
             }
         }
     }
