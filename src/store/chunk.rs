@@ -84,13 +84,6 @@ impl Chunk {
         self.bytes.len() + self.spans.len() * size_of::<SpanAt>()
     }
 
-    /// Whether the chunk holds spans of this trace.
-    pub fn has_trace(&self, trace_id: &[u8]) -> bool {
-        let wanted = u128::from_be_bytes(fixed_id(trace_id));
-        let first = self.spans.partition_point(|s| s.trace_id < wanted);
-        self.spans.get(first).is_some_and(|s| s.trace_id == wanted)
-    }
-
     /// One summary per trace of the chunk, read from its spans (the parts of a trace in
     /// several chunks merge by `TraceSummary::merge`).
     pub fn summaries(&self, indexed: &[String]) -> Result<Vec<TraceSummary>, StoreError> {
@@ -345,16 +338,13 @@ mod tests {
             let spans = s.chunk.spans();
             assert!(spans.is_sorted_by_key(|a| (a.trace_id, a.start)));
             let first = spans[0].trace_id.to_be_bytes();
-            assert!(s.chunk.has_trace(&first));
+            assert!(!s.chunk.trace(&first).unwrap().is_empty());
         }
         // The shares of the batch's bytes add up to (at most) the whole.
         let shares: u64 = staged.iter().map(|s| s.bytes).sum();
         assert!(shares <= request_len as u64 && shares > request_len as u64 * 9 / 10);
-        assert!(
-            !staged[2]
-                .chunk
-                .has_trace(&staged[0].chunk.spans()[0].trace_id.to_be_bytes())
-        );
+        let of_acme = staged[0].chunk.spans()[0].trace_id.to_be_bytes();
+        assert!(staged[2].chunk.trace(&of_acme).unwrap().is_empty());
     }
 
     #[test]
