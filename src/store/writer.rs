@@ -346,6 +346,10 @@ struct Encoded {
 /// dictionaries alone took 7 at 10 000).
 const PAGE_ROWS: usize = 16 * 1024;
 
+/// Rows per record batch handed to the Parquet writer: the requests its texts point into
+/// stay in the core's cache while their columns are encoded.
+const BATCH_ROWS: usize = 2048;
+
 /// Largest dictionary page. Parquet's default (1 MiB) is less than the distinct attribute
 /// values of a large row group; past it a column falls back to plain values for the
 /// rest of the row group, which on loadgen's spans cost 9 more bytes per span.
@@ -468,9 +472,9 @@ fn encode_tables(
     let mut writer =
         ArrowWriter::try_new(&mut out, schema::span_schema(), Some(properties(config)?))?;
     let mut summariser = Summariser::new(&config.indexed_attributes);
-    let mut rows = Vec::with_capacity(PAGE_ROWS);
+    let mut rows = Vec::with_capacity(BATCH_ROWS);
     for group in order.chunks(config.row_group_spans.max(1)) {
-        for slice in group.chunks(PAGE_ROWS) {
+        for slice in group.chunks(BATCH_ROWS) {
             rows.clear();
             for p in slice {
                 let chunk = &chunks[p.chunk as usize];

@@ -123,6 +123,9 @@ pub(crate) fn for_each_attribute<'a>(
     Ok(())
 }
 
+// Inlined into each attribute walk: returned through memory, the pair's value was read
+// back across two stores (a stalled load per attribute in the profile).
+#[inline(always)]
 fn key_value<'a>(c: &mut Cursor<'a>, wire: u8) -> Result<(&'a str, ValueView<'a>)> {
     let mut out = ("", ValueView::Unset);
     c.nested(wire, "attributes", 2, &mut out, |c, depth, out| {
@@ -139,6 +142,7 @@ fn key_value<'a>(c: &mut Cursor<'a>, wire: u8) -> Result<(&'a str, ValueView<'a>
     Ok(out)
 }
 
+#[inline(always)]
 fn any_value<'a>(c: &mut Cursor<'a>, depth: u32, out: &mut ValueView<'a>) -> Result<()> {
     c.message = "AnyValue";
     let whole = &c.buf[c.pos..c.end];
