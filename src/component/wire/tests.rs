@@ -372,3 +372,51 @@ fn an_appended_resource_attribute_decodes_as_one_more_attribute() {
     );
     assert_scan_agrees(&rewritten, 0);
 }
+
+#[test]
+fn a_span_view_reads_attributes_events_and_links_spread_over_its_body() {
+    // A span sent as two encodings: its attributes, events and links are in two runs
+    // each, with other fields between them. The view reads each run and skips the rest.
+    let first = testdata::exotic_span([3; 16], START);
+    let mut second = first.clone();
+    second.name = "renamed".into();
+    second.attributes.truncate(1);
+    second.events.truncate(1);
+    let mut bytes = first.encode_to_vec();
+    bytes.extend(second.encode_to_vec());
+    let merged = opentelemetry_proto::tonic::trace::v1::Span::decode(&bytes[..]).expect("prost");
+    assert!(!merged.events.is_empty() && !merged.links.is_empty());
+
+    let view = SpanView::read(&bytes).expect("a valid span");
+    assert_eq!(view.name, "renamed");
+    let mut keys = Vec::new();
+    view.for_each_attribute(|key, _| keys.push(key)).unwrap();
+    let decoded: Vec<&str> = merged.attributes.iter().map(|kv| kv.key.as_str()).collect();
+    assert_eq!(keys, decoded);
+    let mut events = Vec::new();
+    view.for_each_event(|e| events.push((e.time, e.name)))
+        .unwrap();
+    let decoded: Vec<_> = merged
+        .events
+        .iter()
+        .map(|e| (e.time_unix_nano, e.name.as_str()))
+        .collect();
+    assert_eq!(events, decoded);
+    let mut links = Vec::new();
+    view.for_each_link(|l| links.push(l.span_id)).unwrap();
+    let decoded: Vec<&[u8]> = merged.links.iter().map(|l| &l.span_id[..]).collect();
+    assert_eq!(links, decoded);
+
+    // A span with none of them reads none.
+    let bare = opentelemetry_proto::tonic::trace::v1::Span {
+        name: "bare".into(),
+        ..Default::default()
+    }
+    .encode_to_vec();
+    let view = SpanView::read(&bare).expect("a valid span");
+    let mut seen = 0;
+    view.for_each_attribute(|_, _| seen += 1).unwrap();
+    view.for_each_event(|_| seen += 1).unwrap();
+    view.for_each_link(|_| seen += 1).unwrap();
+    assert_eq!(seen, 0);
+}

@@ -166,10 +166,17 @@ fn any_value<'a>(c: &mut Cursor<'a>, depth: u32, out: &mut ValueView<'a>) -> Res
     Ok(())
 }
 
-/// A span's fields; its attributes, events and links are read from `body`.
+/// A span's fields; its attributes, events and links are read from the parts of `body`
+/// that hold them.
 #[derive(Debug, Default, Clone, Copy)]
 pub(crate) struct SpanView<'a> {
     pub body: &'a [u8],
+    /// From the first to the end of the last occurrence of the attributes, events and
+    /// links fields (empty when there are none): walking a span's body for each was most
+    /// of reading it again, and most spans have no events or links.
+    attributes: &'a [u8],
+    events: &'a [u8],
+    links: &'a [u8],
     pub trace_id: &'a [u8],
     pub span_id: &'a [u8],
     pub trace_state: &'a str,
@@ -198,7 +205,12 @@ impl<'a> SpanView<'a> {
             ..Default::default()
         };
         let mut c = cursor(body, "Span");
-        while let Some((field, wire)) = c.key()? {
+        let mut parts = [(0, 0); 3];
+        loop {
+            let at = c.pos;
+            let Some((field, wire)) = c.key()? else {
+                break;
+            };
             match field {
                 1 => out.trace_id = c.bytes(wire, "trace_id")?,
                 2 => out.span_id = c.bytes(wire, "span_id")?,
@@ -213,9 +225,21 @@ impl<'a> SpanView<'a> {
                 14 => out.dropped_links = c.uint(wire, "dropped_links_count")? as u32,
                 15 => c.nested(wire, "status", 2, &mut out, status)?,
                 16 => out.flags = c.fixed32(wire, "flags")?,
+                SPAN_ATTRIBUTES | SPAN_EVENTS | SPAN_LINKS => {
+                    c.skip(field, wire, 2)?;
+                    let part = &mut parts[(field as usize - 9) / 2];
+                    if part.1 == 0 {
+                        part.0 = at;
+                    }
+                    part.1 = c.pos;
+                }
                 _ => c.skip(field, wire, 2)?,
             }
         }
+        let [attributes, events, links] = parts.map(|(from, to)| &body[from..to]);
+        out.attributes = attributes;
+        out.events = events;
+        out.links = links;
         Ok(out)
     }
 
@@ -235,12 +259,12 @@ impl<'a> SpanView<'a> {
     }
 
     pub fn for_each_attribute(&self, f: impl FnMut(&'a str, ValueView<'a>)) -> Result<()> {
-        for_each_attribute(self.body, SPAN_ATTRIBUTES, f)
+        for_each_attribute(self.attributes, SPAN_ATTRIBUTES, f)
     }
 
     /// Calls `f` with each event, in order.
     pub fn for_each_event(&self, mut f: impl FnMut(EventView<'a>)) -> Result<()> {
-        each_message(self.body, SPAN_EVENTS, |body| {
+        each_message(self.events, SPAN_EVENTS, |body| {
             f(EventView::read(body)?);
             Ok(())
         })
@@ -248,7 +272,7 @@ impl<'a> SpanView<'a> {
 
     /// Calls `f` with each link, in order.
     pub fn for_each_link(&self, mut f: impl FnMut(LinkView<'a>)) -> Result<()> {
-        each_message(self.body, SPAN_LINKS, |body| {
+        each_message(self.links, SPAN_LINKS, |body| {
             f(LinkView::read(body)?);
             Ok(())
         })
