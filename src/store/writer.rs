@@ -350,6 +350,9 @@ const PAGE_ROWS: usize = 16 * 1024;
 /// stay in the core's cache while their columns are encoded.
 const BATCH_ROWS: usize = 2048;
 
+/// How many rows ahead of the one being read its memory is asked for.
+const PREFETCH_AHEAD: usize = 4;
+
 /// Largest dictionary page. Parquet's default (1 MiB) is less than the distinct attribute
 /// values of a large row group; past it a column falls back to plain values for the
 /// rest of the row group, which on loadgen's spans cost 9 more bytes per span.
@@ -476,7 +479,12 @@ fn encode_tables(
     for group in order.chunks(config.row_group_spans.max(1)) {
         for slice in group.chunks(BATCH_ROWS) {
             rows.clear();
-            for p in slice {
+            for (k, p) in slice.iter().enumerate() {
+                for (ahead, stage) in [(2 * PREFETCH_AHEAD, 0), (PREFETCH_AHEAD, 1)] {
+                    if let Some(a) = slice.get(k + ahead) {
+                        chunks[a.chunk as usize].prefetch(a.row as usize, stage);
+                    }
+                }
                 let chunk = &chunks[p.chunk as usize];
                 rows.push(chunk.row(&origins[p.chunk as usize], p.row as usize)?);
             }
