@@ -11,7 +11,8 @@
 #   LOADGEN_ARGS="..."    extra loadgen flags (default "--concurrency 16": 4 in flight leave a server
 #                         core partly idle, waiting on round trips, instead of measuring its throughput)
 #   ROTEL_VENV=DIR        where `pip install rotel` goes (default: $CARGO_TARGET_DIR or target, /rotel-venv)
-#   SKIP_BUILD=1          do not run `cargo build --release`
+#   SKIP_BUILD=1          do not run `cargo build --release` (refused when the binary is older
+#                         than the sources)
 #   PIPELINE=nop|trace_store|tail_sampling
 #                         spanline's pipeline: batch -> nop (default); trace_store on a local directory
 #                         (PROCESSORS="[batch]" puts a batch in front; CPU includes committing every
@@ -192,6 +193,13 @@ run_rotel() {
 # Both halves use the release binary: as the server, and as the default loadgen.
 if [[ -z "${SKIP_BUILD:-}" ]]; then
     cargo build --release
+elif [[ -n "$(find src Cargo.toml Cargo.lock -newer "$TARGET_DIR/release/spanline" 2>/dev/null | head -1)" ]] \
+    || [[ ! -x "$TARGET_DIR/release/spanline" ]]; then
+    # A binary older than the sources (say, in ./target while builds go to $CARGO_TARGET_DIR)
+    # would measure some other commit without a word.
+    echo "SKIP_BUILD=1 but $TARGET_DIR/release/spanline is missing or older than the sources;" \
+        "build it, or set CARGO_TARGET_DIR to where it was built" >&2
+    exit 1
 fi
 case "$ONLY" in
     spanline) run_spanline ;;
