@@ -246,22 +246,47 @@ fn stage_request(request: Bytes, bytes: u64) -> Result<Vec<Staged>, StoreError> 
     for origin in &views.0 {
         validate_tenant_id(origin.tenant).map_err(StoreError::Tenant)?;
     }
-    // Spans by partition: (tenant, hour) → where they are, with their sort keys.
-    let mut by_partition: HashMap<(&str, u64), Vec<SpanAt>> = HashMap::new();
-    let mut total = 0u64;
+    // Spans by partition: (tenant, hour) → where they are, with their sort keys. A span's
+    // partition is nearly always its predecessor's (same origin, same hour), so the map
+    // is asked only when it changes; each partition's list is allocated once, exactly.
+    let mut partitions: HashMap<(&str, u64), u32> = HashMap::new();
+    let mut keys: Vec<(&str, u64)> = Vec::new();
+    let mut placed: Vec<(u32, SpanAt)> = Vec::with_capacity(span_bodies.iter().map(Vec::len).sum());
+    let mut last: Option<((&str, u64), u32)> = None;
     for (o, (origin, bodies)) in views.0.iter().zip(span_bodies).enumerate() {
         for body in bodies {
             let (trace_id, start) = SpanView::sort_key(&request[body.clone()])?;
             let key = (origin.tenant, start / NANOS_PER_HOUR);
-            by_partition.entry(key).or_default().push(SpanAt {
+            let partition = match last {
+                Some((k, p)) if k == key => p,
+                _ => {
+                    let p = *partitions.entry(key).or_insert_with(|| {
+                        keys.push(key);
+                        keys.len() as u32 - 1
+                    });
+                    last = Some((key, p));
+                    p
+                }
+            };
+            let at = SpanAt {
                 trace_id: u128::from_be_bytes(fixed_id(trace_id)),
                 start,
                 origin: o as u32,
                 body: (body.start as u32, body.end as u32),
-            });
-            total += 1;
+            };
+            placed.push((partition, at));
         }
     }
+    let total = placed.len() as u64;
+    let mut counts = vec![0usize; keys.len()];
+    for (p, _) in &placed {
+        counts[*p as usize] += 1;
+    }
+    let mut lists: Vec<Vec<SpanAt>> = counts.into_iter().map(Vec::with_capacity).collect();
+    for (p, at) in placed {
+        lists[p as usize].push(at);
+    }
+    let by_partition = keys.into_iter().zip(lists);
     let whole = by_partition.len() == 1;
     let mut staged = Vec::with_capacity(by_partition.len());
     for ((tenant, _), mut spans) in by_partition {

@@ -149,11 +149,13 @@ impl<'a> TraceRow<'a> {
             end: 0,
             span_count: 0,
             error_count: 0,
-            services: Vec::new(),
+            // Room for a typical trace's lists up front: grown from empty, each took
+            // two or three reallocations per trace.
+            services: Vec::with_capacity(4),
             error_services: Vec::new(),
-            operations: Vec::new(),
-            values: Vec::new(),
-            origins: Vec::new(),
+            operations: Vec::with_capacity(8),
+            values: Vec::with_capacity(8),
+            origins: Vec::with_capacity(4),
         }
     }
 
