@@ -133,7 +133,7 @@ pub fn hex(bytes: &[u8]) -> String {
 
 /// Appends the text of a value read from the wire to `out` and returns its type letter
 /// (as `write_value` would for the decoded value).
-fn write_view(value: ValueView<'_>, out: &mut String) -> char {
+pub(crate) fn write_view(value: ValueView<'_>, out: &mut String) -> char {
     use std::fmt::Write;
     match value {
         ValueView::Unset => 'n',

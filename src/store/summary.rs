@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use crate::component::wire::view::ValueView;
 
 use super::StoreError;
-use super::convert::{OriginView, SpanRef, view_text};
+use super::convert::{OriginView, SpanRef, write_view};
 
 const STATUS_OK: i32 = 1;
 const STATUS_ERROR: i32 = 2;
@@ -114,6 +114,8 @@ pub(crate) struct Summariser<'i, 'a> {
     indexed: &'i [String],
     open: Option<TraceRow<'a>>,
     done: Vec<TraceRow<'a>>,
+    /// Room to print a value that is not a string.
+    scratch: String,
 }
 
 /// One trace of a block, summarised, its texts borrowed from its spans' bytes.
@@ -168,14 +170,26 @@ impl<'a> TraceRow<'a> {
         status_of(self.error_count, self.root_code, self.any_ok)
     }
 
-    fn add_value(&mut self, key: &'a str, value: ValueView<'a>) {
+    /// Adds an indexed value unless the trace has it. A value that is not a string is
+    /// printed into `scratch` first and copied only when new (most repeat, like a status
+    /// code of 200).
+    fn add_value(&mut self, key: &'a str, value: ValueView<'a>, scratch: &mut String) {
+        let text = match value {
+            ValueView::Text(text) => text,
+            other => {
+                scratch.clear();
+                write_view(other, scratch);
+                scratch.as_str()
+            }
+        };
+        if self.values.iter().any(|(k, v)| *k == key && v == text) {
+            return;
+        }
         let value = match value {
             ValueView::Text(text) => Cow::Borrowed(text),
-            other => Cow::Owned(view_text(other)),
+            _ => Cow::Owned(text.to_owned()),
         };
-        if !self.values.iter().any(|(k, v)| *k == key && *v == value) {
-            self.values.push((key, value));
-        }
+        self.values.push((key, value));
     }
 
     /// Sorts the lists, as the summary's sets are.
@@ -232,6 +246,7 @@ impl<'i, 'a> Summariser<'i, 'a> {
             indexed,
             open: None,
             done: Vec::new(),
+            scratch: String::new(),
         }
     }
 
@@ -275,7 +290,7 @@ impl<'i, 'a> Summariser<'i, 'a> {
         t.origins.push(row.origin);
         for &(key, value) in &row.origin.resource {
             if let Some(key) = indexed_key(self.indexed, key) {
-                t.add_value(key, value);
+                t.add_value(key, value, &mut self.scratch);
             }
         }
     }
@@ -283,7 +298,7 @@ impl<'i, 'a> Summariser<'i, 'a> {
     /// One attribute of the span last added by `push_fields`.
     pub(crate) fn span_attribute(&mut self, key: &'a str, value: ValueView<'a>) {
         if let (Some(key), Some(t)) = (indexed_key(self.indexed, key), self.open.as_mut()) {
-            t.add_value(key, value);
+            t.add_value(key, value, &mut self.scratch);
         }
     }
 
