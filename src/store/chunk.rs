@@ -63,7 +63,7 @@ pub struct Staged {
     pub bytes: u64,
 }
 
-/// How much of a span's body `Chunk::prefetch` asks for: reading its fields walks all
+/// How much of a span's body `Chunk::prefetch_body` asks for: reading its fields walks all
 /// of it, and the CPU's own prefetcher follows once the walk has begun.
 const PREFETCH_BYTES: usize = 256;
 
@@ -131,15 +131,15 @@ impl Chunk {
         })
     }
 
-    /// Asks the CPU to fetch what reading row `i` touches first: its place in `spans`
-    /// (`stage` is 0) or, once that is cached, its body's first lines (`stage` is 1).
+    /// Asks the CPU to fetch where row `i` is (see `prefetch_body`).
+    pub(super) fn prefetch_place(&self, i: usize) {
+        prefetch(self.spans.as_ptr().wrapping_add(i).cast());
+    }
+
+    /// Asks the CPU to fetch the first lines of row `i`'s body, once its place is cached.
     /// A block's rows are read in trace order, scattered over all its chunks: each read
     /// waited on memory.
-    pub(super) fn prefetch(&self, i: usize, stage: u8) {
-        if stage == 0 {
-            prefetch(self.spans.as_ptr().wrapping_add(i).cast());
-            return;
-        }
+    pub(super) fn prefetch_body(&self, i: usize) {
         let Some(at) = self.spans.get(i) else { return };
         let (start, end) = (at.body.0 as usize, at.body.1 as usize);
         for line in (start..end.min(start + PREFETCH_BYTES)).step_by(64) {

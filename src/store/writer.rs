@@ -480,10 +480,11 @@ fn encode_tables(
         for slice in group.chunks(BATCH_ROWS) {
             rows.clear();
             for (k, p) in slice.iter().enumerate() {
-                for (ahead, stage) in [(2 * PREFETCH_AHEAD, 0), (PREFETCH_AHEAD, 1)] {
-                    if let Some(a) = slice.get(k + ahead) {
-                        chunks[a.chunk as usize].prefetch(a.row as usize, stage);
-                    }
+                if let Some(a) = slice.get(k + 2 * PREFETCH_AHEAD) {
+                    chunks[a.chunk as usize].prefetch_place(a.row as usize);
+                }
+                if let Some(a) = slice.get(k + PREFETCH_AHEAD) {
+                    chunks[a.chunk as usize].prefetch_body(a.row as usize);
                 }
                 let chunk = &chunks[p.chunk as usize];
                 rows.push(chunk.row(&origins[p.chunk as usize], p.row as usize)?);

@@ -227,7 +227,12 @@ impl<'a> SpanView<'a> {
                 16 => out.flags = c.fixed32(wire, "flags")?,
                 SPAN_ATTRIBUTES | SPAN_EVENTS | SPAN_LINKS => {
                     c.skip(field, wire, 2)?;
-                    let part = &mut parts[(field as usize - 9) / 2];
+                    let which = match field {
+                        SPAN_ATTRIBUTES => 0,
+                        SPAN_EVENTS => 1,
+                        _ => 2,
+                    };
+                    let part = &mut parts[which];
                     if part.1 == 0 {
                         part.0 = at;
                     }
