@@ -246,9 +246,8 @@ fn stage_request(request: Bytes, bytes: u64) -> Result<Vec<Staged>, StoreError> 
     for origin in &views.0 {
         validate_tenant_id(origin.tenant).map_err(StoreError::Tenant)?;
     }
-    // Spans by partition: (tenant, hour) → where they are, with their sort keys. A span's
-    // partition is nearly always its predecessor's (same origin, same hour), so the map
-    // is asked only when it changes; each partition's list is allocated once, exactly.
+    // Each span's partition, (tenant, hour), by its index in `keys`: nearly always its
+    // predecessor's (same origin, same hour), so the map is asked only when it changes.
     let mut partitions: HashMap<(&str, u64), u32> = HashMap::new();
     let mut keys: Vec<(&str, u64)> = Vec::new();
     let mut placed: Vec<(u32, SpanAt)> = Vec::with_capacity(span_bodies.iter().map(Vec::len).sum());
@@ -277,20 +276,22 @@ fn stage_request(request: Bytes, bytes: u64) -> Result<Vec<Staged>, StoreError> 
             placed.push((partition, at));
         }
     }
+    // One sort puts each partition's spans together, in (trace id, start time) order;
+    // each partition's list is then allocated once, at its length.
     let total = placed.len() as u64;
-    let mut counts = vec![0usize; keys.len()];
-    for (p, _) in &placed {
-        counts[*p as usize] += 1;
-    }
-    let mut lists: Vec<Vec<SpanAt>> = counts.into_iter().map(Vec::with_capacity).collect();
-    for (p, at) in placed {
-        lists[p as usize].push(at);
-    }
-    let by_partition = keys.into_iter().zip(lists);
+    placed.sort_unstable_by_key(|(p, s)| (*p, s.trace_id, s.start));
+    let by_partition = placed
+        .chunk_by(|a, b| a.0 == b.0)
+        .map(|run| {
+            (
+                keys[run[0].0 as usize],
+                run.iter().map(|(_, s)| *s).collect(),
+            )
+        })
+        .collect::<Vec<((&str, u64), Vec<SpanAt>)>>();
     let whole = by_partition.len() == 1;
     let mut staged = Vec::with_capacity(by_partition.len());
-    for ((tenant, _), mut spans) in by_partition {
-        spans.sort_unstable_by_key(|s| (s.trace_id, s.start));
+    for ((tenant, _), spans) in by_partition {
         let partition = Partition::new(tenant, spans[0].start)?;
         let share = bytes.saturating_mul(spans.len() as u64) / total.max(1);
         let chunk = if whole {
